@@ -1,0 +1,16 @@
+import { Command } from 'commander';
+import { runCli } from './run.ts';
+import { registerPolicyCommands } from './commands/policy.ts';
+
+/**
+ * The taskgate CLI. Each command file registers its commands and calls into
+ * the shared core; nothing here holds logic of its own.
+ */
+const program = new Command('taskgate')
+  .description('Task-bound access gateway: policy as code, enforced in the data path')
+  .option('-v, --verbose', 'show detail (stack traces, debug logs)')
+  .showHelpAfterError('(run with --help for usage)');
+
+registerPolicyCommands(program);
+
+await runCli(program);

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# taskgate setup: idempotent; installs only what is missing.
+#   - Debian packages the integration tests and the demo use (when root with apt)
+#   - npm dependencies (npm ci; no install scripts are needed: every native piece is WASM or a prebuilt npm package)
+#   - the pinned `opa` binary, built from source with `go install` into .tools/bin
+# Nothing here downloads a prebuilt binary from the internet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OPA_VERSION=${OPA_VERSION:-v1.22.2}
+TOOLS="$ROOT/.tools/bin"
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+# ---- Node -------------------------------------------------------------------
+command -v node >/dev/null || die "Node.js >= 20 is required (install it: https://nodejs.org or 'apt-get install nodejs npm')"
+major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$major" -ge 20 ] || die "Node.js >= 20 is required, found $(node --version)"
+
+# ---- Debian packages ---------------------------------------------------------
+APT_PACKAGES=(postgresql postgresql-client pgbouncer openssh-server openssh-client clickhouse-server clickhouse-client chromium tmux expect)
+# kubectl: Debian's kubernetes-client, unless some kubectl is already installed
+command -v kubectl >/dev/null || APT_PACKAGES+=(kubernetes-client)
+if [ "${TASKGATE_SKIP_APT:-}" != 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    # Don't let package scripts start services: tests start their own on loopback ports.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed for: ${missing[*]}"
+    rm -f /usr/sbin/policy-rc.d
+  else
+    say "Debian packages present"
+  fi
+elif ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  say "note: not root or no apt-get: install ${APT_PACKAGES[*]} yourself for the integration tests"
+fi
+
+# ---- npm dependencies --------------------------------------------------------
+stamp=node_modules/.taskgate-lock-hash
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing npm dependencies (npm install from package-lock.json)"
+  # npm ci rejects this lock file (npm omits chdb's per-platform optional packages from it), so install from the lock
+  npm install --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+else
+  say "npm dependencies up to date"
+fi
+
+# ---- opa ----------------------------------------------------------------------
+mkdir -p "$TOOLS"
+have=$("$TOOLS/opa" version 2>/dev/null | awk '/^Version:/{print "v"$2}' || true)
+if [ "$have" != "$OPA_VERSION" ]; then
+  command -v go >/dev/null || die "Go is required to build opa $OPA_VERSION: install Go >= 1.23 (https://go.dev/dl or 'apt-get install golang'), then re-run this script"
+  say "building opa $OPA_VERSION with go install (first time: about a minute)"
+  GOBIN="$TOOLS" GOFLAGS=-mod=mod go install "github.com/open-policy-agent/opa@$OPA_VERSION"
+fi
+say "opa $("$TOOLS/opa" version | awk '/^Version:/{print $2}') at .tools/bin/opa"
+say "ready"
