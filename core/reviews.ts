@@ -116,7 +116,6 @@ export class InProcessReviews implements ReviewService {
       settled: false,
       timer: setTimeout(() => this.settle(id, { status: 'expired', by: [], reason: 'review timed out' }), timeoutMs),
     };
-    p.timer.unref();
     this.pending.set(id, p);
     signal?.addEventListener('abort', () => this.settle(id, { status: 'cancelled', by: [], reason: 'client went away' }), {
       once: true,
@@ -156,6 +155,11 @@ export class InProcessReviews implements ReviewService {
     const outcome: ReviewOutcome = { status: 'denied', by: [approver.subject], reason };
     this.settle(id, outcome);
     return outcome;
+  }
+
+  /** Ends every pending request (shutdown): each waiting command is denied. */
+  close(reason = 'review service shutting down'): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, { status: 'cancelled', by: [], reason });
   }
 
   /** Ends every pending request of a task (task closed or expired). */

@@ -26,10 +26,13 @@ export function readTar(tar: Buffer): Map<string, Buffer> {
       sawEnd = true;
       break;
     }
-    if (!verifyChecksum(header)) throw new TaskgateError('bundle_invalid', `bundle tar header checksum mismatch at offset ${off}`);
+    if (!verifyChecksum(header)) {
+      throw new TaskgateError('bundle_invalid', `bundle is not a valid tar archive (bad header checksum at offset ${off})`);
+    }
     const name = cstr(header.subarray(0, 100));
     const prefix = cstr(header.subarray(345, 500));
     const size = parseOctal(header.subarray(124, 136));
+    if (!Number.isFinite(size)) throw new TaskgateError('bundle_invalid', `bundle is not a valid tar archive (bad size at offset ${off})`);
     const type = String.fromCharCode(header[156] ?? 0x30);
     const dataStart = off + 512;
     const dataEnd = dataStart + size;
@@ -64,13 +67,13 @@ function cstr(b: Buffer): string {
 function parseOctal(b: Buffer): number {
   const s = cstr(b).trim();
   if (s === '') return 0;
-  const n = parseInt(s, 8);
-  if (!Number.isFinite(n) || n < 0) throw new TaskgateError('bundle_invalid', 'bundle tar header has an invalid size');
-  return n;
+  if (!/^[0-7]+$/.test(s)) return NaN;
+  return parseInt(s, 8);
 }
 
 function verifyChecksum(h: Buffer): boolean {
   const stored = parseOctal(h.subarray(148, 156));
+  if (!Number.isFinite(stored)) return false;
   let sum = 0;
   for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : (h[i] as number);
   return sum === stored;
