@@ -37,6 +37,12 @@ export interface CommandSpec {
   fingerprint: string;
   /** Parsed summary shown to reviewers. */
   summary?: unknown;
+  /**
+   * Extra top-level input fields for this command (ext-authz: opa-envoy-plugin's
+   * `attributes`, `parsed_path`, `parsed_query`, `parsed_body`). They never
+   * replace a contract field, and must be covered by `fingerprint`.
+   */
+  input_extra?: Record<string, unknown>;
 }
 
 export interface HoldNotice {
@@ -101,7 +107,13 @@ export class Gatekeeper {
     this.tasks.onEnded((ev) => this.cache.dropTask(ev.task_id));
   }
 
-  buildInput(session: SessionContext, task: TaskRecord | undefined, request: RequestInput, review: ReviewInput): PolicyInput {
+  buildInput(
+    session: SessionContext,
+    task: TaskRecord | undefined,
+    request: RequestInput,
+    review: ReviewInput,
+    extra?: Record<string, unknown>,
+  ): PolicyInput {
     const id = session.identity;
     const identity: PolicyInput['identity'] = { subject: id.subject, groups: id.groups, issuer: id.issuer, type: id.type };
     if (id.acting_for) identity.acting_for = id.acting_for;
@@ -109,6 +121,7 @@ export class Gatekeeper {
     const sessionInput: PolicyInput['session'] = { id: session.id, started_at: session.started_at };
     if (session.client_address) sessionInput.client_address = session.client_address;
     return {
+      ...extra,
       version: POLICY_INPUT_VERSION,
       identity,
       task: taskInput(session.task_id, task, this.now()),
@@ -174,7 +187,7 @@ export class Gatekeeper {
     if (first) {
       this.metrics?.cacheHits.inc({ protocol });
     } else {
-      first = this.engine.evaluate(this.buildInput(session, task, cmd.request, none), protocol);
+      first = this.engine.evaluate(this.buildInput(session, task, cmd.request, none, cmd.input_extra), protocol);
       if (!first.synthetic) this.cache.set(key, first, this.cacheExpiry(task));
     }
     if (first.result !== 'review') return done(first, task);
@@ -185,7 +198,7 @@ export class Gatekeeper {
       .catch(() => undefined);
     if (grant) {
       const review: ReviewInput = { status: 'approved', request_id: grant.review_id, by: grant.by, grant: true };
-      const d = this.engine.evaluate(this.buildInput(session, task, cmd.request, review), protocol);
+      const d = this.engine.evaluate(this.buildInput(session, task, cmd.request, review, cmd.input_extra), protocol);
       return done(reviewFinal(d), task, { id: grant.review_id, status: 'approved', by: grant.by, grant: true });
     }
 
@@ -223,7 +236,7 @@ export class Gatekeeper {
     setTask(latestTask);
     const reviewInput: ReviewInput = { status: 'approved', request_id: ticket.id, by: result.by };
     if (review.grant) reviewInput.grant = true;
-    const d = this.engine.evaluate(this.buildInput(session, latestTask, cmd.request, reviewInput), protocol);
+    const d = this.engine.evaluate(this.buildInput(session, latestTask, cmd.request, reviewInput, cmd.input_extra), protocol);
     return done(reviewFinal(d), latestTask, review);
   }
 

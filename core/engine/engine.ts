@@ -3,7 +3,7 @@ import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { errorMessage, TaskgateError } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { DECISION_ENTRYPOINT, denyDecision, type EvaluatedDecision } from '../policy-contract.ts';
+import { DECISION_ENTRYPOINT, denyDecision, type Decision, type EvaluatedDecision } from '../policy-contract.ts';
 import { parseBundle, type PolicyBundle } from './bundle.ts';
 import { validateDecision } from './decision-schema.ts';
 import { hostBuiltins, type Clock } from './host-builtins.ts';
@@ -23,6 +23,13 @@ export interface EngineOptions {
   evalBudgetMs?: number;
   log?: Logger;
   metrics?: Metrics;
+  /**
+   * Turns the entrypoint's raw result into a decision, or a one-line reason it
+   * is invalid (a deny). Default: the taskgate decision schema. ext-authz uses
+   * another one for opa-envoy-plugin policies (`envoy/authz/allow` returning a
+   * boolean or an object); fail-closed semantics are the same.
+   */
+  decisionAdapter?: (raw: unknown) => Decision | string;
 }
 
 interface Loaded {
@@ -59,6 +66,7 @@ export class PolicyEngine extends EventEmitter {
   private readonly budgetNs: number;
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
+  private readonly adapt: (raw: unknown) => Decision | string;
 
   constructor(opts: EngineOptions = {}) {
     super();
@@ -67,6 +75,7 @@ export class PolicyEngine extends EventEmitter {
     this.budgetNs = (opts.evalBudgetMs ?? 250) * 1e6;
     this.log = opts.log ?? silentLogger;
     this.metrics = opts.metrics;
+    this.adapt = opts.decisionAdapter ?? validateDecision;
   }
 
   get revision(): string | undefined {
@@ -157,7 +166,7 @@ export class PolicyEngine extends EventEmitter {
     if (!Array.isArray(results) || results.length === 0 || results[0]?.result === undefined) {
       return this.count(denyDecision('policy produced no decision (undefined)', cur.bundle.revision), protocol);
     }
-    const checked = validateDecision(results[0].result);
+    const checked = this.adapt(results[0].result);
     if (typeof checked === 'string') {
       return this.count(denyDecision(`policy returned an invalid decision: ${checked}`, cur.bundle.revision), protocol);
     }
