@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { runCli } from './run.ts';
 import { registerPolicyCommands } from './commands/policy.ts';
+import { registerIdentityCommands } from './commands/identity.ts';
 
 /**
  * The taskgate CLI. Each command file registers its commands and calls into
@@ -12,5 +13,6 @@ const program = new Command('taskgate')
   .showHelpAfterError('(run with --help for usage)');
 
 registerPolicyCommands(program);
+registerIdentityCommands(program);
 
 await runCli(program);
