@@ -103,6 +103,8 @@ export interface SshProgram {
   argv: string[];
   /** How the program is reached: top | pipe | subshell | substitution | sudo | env | bash_c | xargs | ... */
   via: string[];
+  /** The program name is built from an expansion (`$X`, `$(echo rm)`): `name` is its source text. */
+  dynamic?: boolean;
 }
 
 export interface SshRequest {
