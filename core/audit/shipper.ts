@@ -1,0 +1,296 @@
+/**
+ * The shipper: reads spool segments from a persisted cursor and delivers the
+ * intact lines, unparsed, to ClickHouse (or chDB) as JSONEachRow batches.
+ *
+ * Delivery: at-least-once, made exactly-once-visible twice over —
+ *   1. after any failure or restart (when an insert may or may not have
+ *      landed) the shipper asks the store which sequence numbers of this
+ *      source are already there and sends only the missing ones;
+ *   2. tables are ReplacingMergeTree keyed by event id and summaries are
+ *      uniqExact states, so a duplicate that slips through (two shippers on
+ *      one spool) is still counted once by FINAL / the summaries.
+ * Retries use exponential backoff with jitter, forever (the spool holds the
+ * events; its size bound turns the gate fail-closed if ClickHouse stays away).
+ * Damaged records (checksum mismatch, torn tail) are skipped and reported
+ * with their byte range; the intact records around them are shipped.
+ */
+import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errorMessage } from '../errors.ts';
+import { silentLogger, type Logger } from '../log.ts';
+import { migrate, schemaVersion, SHIP_REQUIRES } from './migrations.ts';
+import { scanBuffer, type DamagedRange } from './spool/segment.ts';
+import { listSegments } from './spool/writer.ts';
+import type { AuditStore } from './store.ts';
+
+export interface ShipperOptions {
+  dir: string;
+  store: AuditStore;
+  /** `events` (default) or `recordings`. */
+  table?: 'events' | 'recordings';
+  /** Max bytes per insert. Default 8 MiB. */
+  batchBytes?: number;
+  /** Wait this long for more data when a batch is small. Default 200 ms. */
+  lingerMs?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** Delete segments once fully shipped. Default true. */
+  deleteShipped?: boolean;
+  /** Run `migrate` before the first batch. Default false (the table must be at the required version). */
+  migrate?: boolean;
+  log?: Logger;
+  onDamage?: (d: DamageReport) => void;
+}
+
+export interface DamageReport {
+  segment: string;
+  start: number;
+  end: number;
+  bytes: number;
+  reason: DamagedRange['reason'];
+  /** Sequence number of the last intact record before the range (0 = none in this read). */
+  after_seq: number;
+  /** Of the first intact record after it (0 = none in this read). */
+  before_seq: number;
+}
+
+interface Cursor {
+  segment: string | undefined;
+  offset: number;
+  seq: number;
+}
+
+export interface ShipperStats {
+  shipped: number;
+  batches: number;
+  failures: number;
+  skippedDuplicates: number;
+  damaged: DamageReport[];
+  lastError: string | undefined;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+export class Shipper {
+  readonly dir: string;
+  readonly table: 'events' | 'recordings';
+  private readonly store: AuditStore;
+  private readonly seqColumn: string;
+  private readonly batchBytes: number;
+  private readonly lingerMs: number;
+  private readonly backoffInitialMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly deleteShipped: boolean;
+  private readonly autoMigrate: boolean;
+  private readonly log: Logger;
+  private readonly onDamage: ((d: DamageReport) => void) | undefined;
+  private cursor: Cursor | undefined;
+  private source: string | undefined;
+  /** An insert may have landed without us knowing: check before sending. */
+  private uncertain = true;
+  private schemaOk = false;
+  private abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  readonly stats: ShipperStats = { shipped: 0, batches: 0, failures: 0, skippedDuplicates: 0, damaged: [], lastError: undefined };
+
+  constructor(opts: ShipperOptions) {
+    this.dir = opts.dir;
+    this.store = opts.store;
+    this.table = opts.table ?? 'events';
+    this.seqColumn = this.table === 'events' ? 'seq' : 'spool_seq';
+    this.batchBytes = opts.batchBytes ?? 8 << 20;
+    this.lingerMs = opts.lingerMs ?? 200;
+    this.backoffInitialMs = opts.backoffInitialMs ?? 100;
+    this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
+    this.deleteShipped = opts.deleteShipped ?? true;
+    this.autoMigrate = opts.migrate ?? false;
+    this.log = opts.log ?? silentLogger;
+    this.onDamage = opts.onDamage;
+  }
+
+  /** Ships in the background until stop(). */
+  start(): void {
+    if (this.loop) return;
+    this.abort = new AbortController();
+    this.loop = this.run().finally(() => (this.loop = undefined));
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+  }
+
+  /** Highest sequence number delivered (persisted cursor). */
+  get shippedSeq(): number {
+    return this.cursor?.seq ?? 0;
+  }
+
+  /** Ships until the spool holds nothing more than `upToSeq` (default: what is on disk now). Throws on timeout. */
+  async drain(timeoutMs = 60_000, upToSeq?: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const signal = this.abort.signal;
+    let delay = this.backoffInitialMs;
+    for (;;) {
+      try {
+        const r = await this.shipOnce();
+        delay = this.backoffInitialMs;
+        if (r.idle && (upToSeq === undefined || this.shippedSeq >= upToSeq)) return;
+        if (r.idle) await sleep(20, signal);
+      } catch (e) {
+        this.noteFailure(e);
+        await sleep(delay, signal);
+        delay = Math.min(this.backoffMaxMs, delay * 2);
+      }
+      if (Date.now() > deadline) throw new Error(`audit shipper: not drained after ${timeoutMs} ms (${this.stats.lastError ?? 'still behind'})`);
+      if (signal.aborted) return;
+    }
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.abort.signal;
+    let delay = this.backoffInitialMs;
+    while (!signal.aborted) {
+      try {
+        const r = await this.shipOnce();
+        delay = this.backoffInitialMs;
+        if (r.idle || r.bytes < this.batchBytes / 4) await sleep(this.lingerMs, signal);
+      } catch (e) {
+        this.noteFailure(e);
+        // Exponential backoff with jitter.
+        await sleep(delay * (0.5 + Math.random() / 2), signal);
+        delay = Math.min(this.backoffMaxMs, delay * 2);
+      }
+    }
+  }
+
+  private noteFailure(e: unknown): void {
+    this.uncertain = true;
+    this.stats.failures++;
+    const msg = errorMessage(e);
+    if (msg !== this.stats.lastError) this.log.warn('audit shipper: delivery failed; retrying with backoff', { table: this.table, error: msg });
+    this.stats.lastError = msg;
+  }
+
+  private async loadCursor(): Promise<Cursor> {
+    if (this.cursor) return this.cursor;
+    const raw = await readFile(join(this.dir, 'cursor.json'), 'utf8').catch(() => undefined);
+    this.cursor = raw ? (JSON.parse(raw) as Cursor) : { segment: undefined, offset: 0, seq: 0 };
+    return this.cursor;
+  }
+
+  private async saveCursor(c: Cursor): Promise<void> {
+    const tmp = join(this.dir, 'cursor.json.tmp');
+    await writeFile(tmp, JSON.stringify(c));
+    await rename(tmp, join(this.dir, 'cursor.json'));
+    this.cursor = c;
+  }
+
+  private async ensureSchema(): Promise<void> {
+    if (this.schemaOk) return;
+    if (this.autoMigrate) await migrate(this.store);
+    const v = await schemaVersion(this.store);
+    const need = SHIP_REQUIRES[this.table] ?? 1;
+    if (v < need) throw new Error(`audit schema version ${v} < ${need} needed for ${this.table}: run \`taskgate audit migrate\``);
+    this.schemaOk = true;
+  }
+
+  /** One step: ships one batch, or moves past a finished segment. */
+  async shipOnce(): Promise<{ idle: boolean; shipped: number; bytes: number }> {
+    const cur = await this.loadCursor();
+    const segs = await listSegments(this.dir);
+    let seg = cur.segment && segs.includes(cur.segment) ? cur.segment : segs.find((s) => cur.segment === undefined || s > cur.segment);
+    if (!seg) return { idle: true, shipped: 0, bytes: 0 };
+    let offset = seg === cur.segment ? cur.offset : 0;
+    const isLast = seg === segs[segs.length - 1];
+    const path = join(this.dir, seg);
+    const size = (await stat(path)).size;
+    if (offset >= size) {
+      if (isLast) return { idle: true, shipped: 0, bytes: 0 };
+      const next = segs[segs.indexOf(seg) + 1];
+      await this.saveCursor({ segment: next, offset: 0, seq: cur.seq });
+      if (this.deleteShipped) await rm(path, { force: true });
+      return { idle: false, shipped: 0, bytes: 0 };
+    }
+    // Read whole lines (grow the read if one line is longer than a batch).
+    let want = Math.min(size - offset, this.batchBytes);
+    let buf: Buffer;
+    let scan;
+    for (;;) {
+      buf = Buffer.allocUnsafe(want);
+      const fh = await open(path, 'r');
+      try {
+        const { bytesRead } = await fh.read(buf, 0, want, offset);
+        buf = buf.subarray(0, bytesRead);
+      } finally {
+        await fh.close();
+      }
+      const atEnd = offset + buf.length >= size;
+      scan = scanBuffer(buf, atEnd && !isLast);
+      if (scan.consumed > 0 || atEnd) break;
+      want = Math.min(size - offset, want * 2);
+    }
+    if (scan.consumed === 0) return { idle: true, shipped: 0, bytes: 0 };
+    for (const d of scan.damaged) this.reportDamage(seg, offset, d, scan.records);
+    const records = scan.records;
+    let body: Buffer;
+    if (scan.damaged.length === 0) body = buf.subarray(0, scan.consumed);
+    else body = Buffer.concat(records.map((r) => buf.subarray(r.start, r.end)));
+    let shipped = records.length;
+    if (records.length > 0) {
+      await this.ensureSchema();
+      const first = records[0]!.seq;
+      const last = records[records.length - 1]!.seq;
+      if (this.uncertain) {
+        const present = await this.presentSeqs(first, last);
+        if (present.size > 0) {
+          const keep = records.filter((r) => !present.has(r.seq));
+          this.stats.skippedDuplicates += records.length - keep.length;
+          shipped = keep.length;
+          body = Buffer.concat(keep.map((r) => buf.subarray(r.start, r.end)));
+        }
+      }
+      if (body.length > 0) await this.store.insertRows(this.table, body);
+      this.uncertain = false;
+      this.stats.shipped += shipped;
+      this.stats.batches++;
+      this.stats.lastError = undefined;
+      await this.saveCursor({ segment: seg, offset: offset + scan.consumed, seq: Math.max(cur.seq, last) });
+    } else {
+      await this.saveCursor({ segment: seg, offset: offset + scan.consumed, seq: cur.seq });
+    }
+    offset += scan.consumed;
+    return { idle: false, shipped, bytes: scan.consumed };
+  }
+
+  private async presentSeqs(first: number, last: number): Promise<Set<number>> {
+    this.source ??= (await readFile(join(this.dir, 'source'), 'utf8')).trim();
+    const src = this.source.replace(/\\/g, '\\\\').replace(/'/g, "\\'");
+    const rows = await this.store.rows<{ s: string | number }>(
+      `SELECT ${this.seqColumn} AS s FROM ${this.table} WHERE source = '${src}' AND ${this.seqColumn} BETWEEN ${first} AND ${last}`,
+    );
+    return new Set(rows.map((r) => Number(r.s)));
+  }
+
+  private reportDamage(segment: string, base: number, d: DamagedRange, records: { start: number; seq: number }[]): void {
+    let after = 0;
+    let before = 0;
+    for (const r of records) {
+      if (r.start < d.start) after = r.seq;
+      else if (!before) before = r.seq;
+    }
+    const rep: DamageReport = { segment, start: base + d.start, end: base + d.end, bytes: d.end - d.start, reason: d.reason, after_seq: after, before_seq: before };
+    this.stats.damaged.push(rep);
+    this.log.error('audit spool: damaged records skipped', { dir: this.dir, ...rep });
+    this.onDamage?.(rep);
+  }
+}
