@@ -2,6 +2,8 @@ import { Command } from 'commander';
 import { runCli } from './run.ts';
 import { registerPolicyCommands } from './commands/policy.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
+import { registerInjectCommands } from './commands/inject.ts';
+import { registerAuditCommands } from './commands/audit.ts';
 
 /**
  * The taskgate CLI. Each command file registers its commands and calls into
@@ -14,5 +16,7 @@ const program = new Command('taskgate')
 
 registerPolicyCommands(program);
 registerIdentityCommands(program);
+registerInjectCommands(program);
+registerAuditCommands(program);
 
 await runCli(program);
