@@ -4,6 +4,7 @@ import { registerPolicyCommands } from './commands/policy.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
 import { registerInjectCommands } from './commands/inject.ts';
 import { registerAuditCommands } from './commands/audit.ts';
+import { registerInputCommands } from './commands/input.ts';
 
 /**
  * The taskgate CLI. Each command file registers its commands and calls into
@@ -18,5 +19,6 @@ registerPolicyCommands(program);
 registerIdentityCommands(program);
 registerInjectCommands(program);
 registerAuditCommands(program);
+registerInputCommands(program);
 
 await runCli(program);
