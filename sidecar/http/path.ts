@@ -9,12 +9,13 @@
  *   `.`/`..` segments, an encoded `/` or `\`, NUL or control characters,
  *   malformed escapes, a backslash, a path that is not origin-form.
  *
- * `canonical` is the re-encoded form the HTTP proxy forwards; `changed` tells
- * ext_authz (which cannot rewrite Envoy's path) that Envoy did not normalise
- * and the request must be refused.
+ * `canonical` is the re-encoded form the HTTP proxy forwards. `merged_slashes`
+ * tells ext_authz (which cannot rewrite the path Envoy forwards) that Envoy
+ * did not merge slashes, so the upstream would parse a different path: it
+ * refuses those.
  */
 export type PathResult =
-  | { ok: true; path: string; canonical: string; changed: boolean; query: string }
+  | { ok: true; path: string; canonical: string; changed: boolean; merged_slashes: boolean; query: string }
   | { ok: false; reason: string };
 
 export function normalizeRequestPath(target: string): PathResult {
@@ -27,8 +28,10 @@ export function normalizeRequestPath(target: string): PathResult {
   if (/[\u0000-\u001f\u007f\\]/.test(rawPath)) return { ok: false, reason: 'path contains a control character or a backslash' };
   const rawSegments = rawPath.split('/').slice(1);
   const segments: string[] = [];
+  let merged = false;
   for (const [i, raw] of rawSegments.entries()) {
     if (raw === '') {
+      if (i !== rawSegments.length - 1 || segments.length === 0) merged = rawSegments.length > 1;
       // A trailing slash is meaningful to some upstreams but not to routing; empty middle segments are merged.
       if (i === rawSegments.length - 1 && segments.length > 0) segments.push('');
       continue;
@@ -46,7 +49,7 @@ export function normalizeRequestPath(target: string): PathResult {
   }
   const path = '/' + segments.join('/');
   const canonical = '/' + segments.map(encodeSegment).join('/');
-  return { ok: true, path, canonical, changed: canonical !== rawPath, query };
+  return { ok: true, path, canonical, changed: canonical !== rawPath, merged_slashes: merged, query };
 }
 
 /** Encodes a decoded segment as RFC 3986 pchar: unreserved, sub-delims, ':' and '@' stay literal. */

@@ -28,8 +28,8 @@ export type HttpInputResult =
       request: HttpRequest;
       /** Re-encoded normalised path + original query: what the proxy forwards. */
       forward_target: string;
-      /** The target was not already in normal form (ext_authz refuses those). */
-      path_changed: boolean;
+      /** Duplicate slashes were merged: the upstream would see another path (ext_authz refuses these). */
+      merged_slashes: boolean;
       /** Audit / reviewer text: `GET /api/v1/namespaces/shop/pods?watch=1`. */
       text: string;
       /** Decision-cache and grant key. */
@@ -83,7 +83,7 @@ export function buildHttpRequest(raw: RawHttpRequest, opts: HttpInputOptions = {
     ok: true,
     request,
     forward_target,
-    path_changed: p.changed,
+    merged_slashes: p.merged_slashes,
     text: `${method} ${forward_target}`,
     fingerprint: requestFingerprint(request),
   };

@@ -125,10 +125,13 @@ describe('ambiguous paths are refused', () => {
 describe('normalisation', () => {
   it('reports when the path was not already canonical, and forwards the canonical form', () => {
     const a = normalizeRequestPath('/api/v1/namespaces/shop/pods');
-    assert.ok(a.ok && !a.changed);
+    assert.ok(a.ok && !a.changed && !a.merged_slashes);
+    const enc = normalizeRequestPath('/api/v1/namespaces/sh%6Fp/pods');
+    assert.ok(enc.ok && enc.changed && !enc.merged_slashes);
     const b = normalizeRequestPath('/api//v1/namespaces/sh%6Fp/pods?watch=1');
     assert.ok(b.ok);
     assert.equal(b.changed, true);
+    assert.equal(b.merged_slashes, true);
     assert.equal(b.canonical, '/api/v1/namespaces/shop/pods');
     assert.equal(b.query, 'watch=1');
     const c = normalizeRequestPath('/api/v1/namespaces/shop/services/web:http/proxy/a%20b');

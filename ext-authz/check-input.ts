@@ -1,0 +1,190 @@
+import { createHash } from 'node:crypto';
+import type { RawHttpRequest } from '../sidecar/http/request-input.ts';
+import { parseQuery } from '../sidecar/http/path.ts';
+
+/**
+ * Input from an Envoy CheckRequest (envoy.service.auth.v3), one concern only:
+ *
+ * - `raw`: method, target, headers, host for taskgate's own `request` block
+ *   (built by sidecar/http/request-input.ts, the same code the HTTP proxy uses);
+ * - `extra`: opa-envoy-plugin's input fields, so a policy written for it runs
+ *   unchanged: `attributes` (the CheckRequest attributes in protojson form:
+ *   lowerCamelCase, int64 as strings, bytes base64, timestamps RFC 3339),
+ *   `parsed_path`, `parsed_query`, `parsed_body`, `truncated_body`.
+ */
+export interface CheckInput {
+  raw: RawHttpRequest;
+  extra: Record<string, unknown>;
+  /** Part of the cache key for what `extra` adds beyond `request` (body, credentials, peer). */
+  fingerprint_extra: string;
+  context_extensions: Record<string, string>;
+  client_address?: string;
+  request_id?: string;
+}
+
+export type CheckInputResult = ({ ok: true } & CheckInput) | { ok: false; reason: string };
+
+type Obj = Record<string, unknown>;
+
+export function checkInput(req: unknown): CheckInputResult {
+  const attributes = asObj(asObj(req)?.attributes);
+  const http = asObj(asObj(attributes?.request)?.http);
+  if (!attributes || !http) return { ok: false, reason: 'CheckRequest has no attributes.request.http' };
+  const method = str(http.method);
+  const target = str(http.path);
+  if (!method || !target) return { ok: false, reason: 'CheckRequest has no HTTP method or path' };
+  const headers = headerMap(http);
+  const host = str(http.host) || headers[':authority'] || headers.host || '';
+
+  const q = target.indexOf('?');
+  const pathOnly = q >= 0 ? target.slice(0, q) : target;
+  let decodedPath: string;
+  try {
+    decodedPath = decodeURIComponent(pathOnly);
+  } catch {
+    return { ok: false, reason: 'path contains a malformed percent-escape' };
+  }
+  const parsed_path = decodedPath.replace(/^\/+/, '').split('/');
+  const parsed_query = { ...parseQuery(q >= 0 ? target.slice(q + 1).split('#')[0]! : '') };
+
+  const rawBody = http.rawBody instanceof Uint8Array ? Buffer.from(http.rawBody) : undefined;
+  const body = rawBody && rawBody.length > 0 ? rawBody.toString('utf8') : str(http.body);
+  const pb = parsedBody(headers, body);
+  if (!pb.ok) return pb;
+
+  const extra: Obj = { attributes: protojson(attributes), parsed_path, parsed_query, truncated_body: pb.truncated };
+  if (pb.value !== undefined) extra.parsed_body = pb.value;
+
+  const source = asObj(attributes.source);
+  const sock = asObj(asObj(source?.address)?.socketAddress);
+  const client_address = sock ? str(sock.address) : undefined;
+  const ctx = asObj(attributes.contextExtensions) ?? {};
+  const context_extensions = Object.fromEntries(Object.entries(ctx).map(([k, v]) => [k, String(v)]));
+
+  const fx = createHash('sha256')
+    .update(headers.authorization ?? '')
+    .update('\0')
+    .update(body)
+    .update('\0')
+    .update(client_address ?? '')
+    .update('\0')
+    .update(str(source?.principal))
+    .update('\0')
+    .update(JSON.stringify(ctx))
+    .update('\0')
+    .update(JSON.stringify(extra.attributes && (extra.attributes as Obj).metadataContext) ?? '')
+    .digest('hex');
+
+  const out: CheckInput & { ok: true } = {
+    ok: true,
+    raw: { method, target, headers, host },
+    extra,
+    fingerprint_extra: fx,
+    context_extensions,
+  };
+  if (client_address) out.client_address = client_address;
+  const id = str(http.id);
+  if (id) out.request_id = id;
+  return out;
+}
+
+/** headers (map) or header_map (list with value / raw_value), names lower-cased. */
+function headerMap(http: Obj): Record<string, string> {
+  const out: Record<string, string> = {};
+  const m = asObj(http.headers);
+  if (m) for (const [k, v] of Object.entries(m)) out[k.toLowerCase()] = String(v);
+  const list = asObj(http.headerMap)?.headers;
+  if (Array.isArray(list)) {
+    for (const h of list) {
+      const o = asObj(h);
+      if (!o) continue;
+      const k = str(o.key).toLowerCase();
+      const v = o.rawValue instanceof Uint8Array && o.rawValue.length > 0 ? Buffer.from(o.rawValue).toString('utf8') : str(o.value);
+      if (k) out[k] = out[k] === undefined ? v : `${out[k]},${v}`;
+    }
+  }
+  return out;
+}
+
+/**
+ * opa-envoy-plugin's parsed_body: JSON and form bodies by content type; a body
+ * shorter than its content-length (Envoy's with_request_body max_request_bytes
+ * with allow_partial_message) is `truncated_body: true` and not parsed. A JSON
+ * body that does not parse is an error, as in the plugin (a deny).
+ */
+function parsedBody(headers: Record<string, string>, body: string): { ok: true; value?: unknown; truncated: boolean } | { ok: false; reason: string } {
+  const ct = headers['content-type'];
+  if (ct === undefined) return { ok: true, truncated: false };
+  const cl = headers['content-length'];
+  if (cl !== undefined && /^\d+$/.test(cl) && Number(cl) > Buffer.byteLength(body)) return { ok: true, truncated: true };
+  if (headers['x-envoy-auth-partial-body'] === 'true') return { ok: true, truncated: true };
+  if (ct.includes('application/json')) {
+    if (body === '') return { ok: true, truncated: false };
+    try {
+      return { ok: true, value: JSON.parse(body), truncated: false };
+    } catch {
+      return { ok: false, reason: 'request body is not valid JSON (content-type application/json)' };
+    }
+  }
+  if (ct.includes('application/x-www-form-urlencoded')) return { ok: true, value: { ...parseQuery(body) }, truncated: false };
+  return { ok: true, truncated: false };
+}
+
+/** proto-loader object -> protojson value: bytes base64, Timestamp RFC 3339, Struct plain JSON. */
+export function protojson(v: unknown, key = ''): unknown {
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
+  if (Array.isArray(v)) return v.map((x) => protojson(x));
+  const o = asObj(v);
+  if (!o) return v;
+  if (key === 'time' && 'seconds' in o) return timestamp(o);
+  if (key === 'filterMetadata') return Object.fromEntries(Object.entries(o).map(([k, s]) => [k, structToJson(s)]));
+  const out: Obj = {};
+  for (const [k, x] of Object.entries(o)) out[k] = protojson(x, k);
+  return out;
+}
+
+function timestamp(o: Obj): string {
+  const ms = Number(o.seconds ?? 0) * 1000 + Math.floor(Number(o.nanos ?? 0) / 1e6);
+  const iso = new Date(ms).toISOString();
+  const nanos = Number(o.nanos ?? 0);
+  return nanos % 1e6 === 0 ? iso.replace('.000Z', 'Z') : iso.replace(/\.\d{3}Z$/, `.${String(nanos).padStart(9, '0').replace(/0+$/, '')}Z`);
+}
+
+export function structToJson(s: unknown): unknown {
+  const fields = asObj(asObj(s)?.fields) ?? {};
+  return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, valueToJson(v)]));
+}
+
+function valueToJson(v: unknown): unknown {
+  const o = asObj(v);
+  if (!o) return null;
+  if ('stringValue' in o) return o.stringValue;
+  if ('numberValue' in o) return o.numberValue;
+  if ('boolValue' in o) return o.boolValue;
+  if ('structValue' in o) return structToJson(o.structValue);
+  if ('listValue' in o) return ((asObj(o.listValue)?.values as unknown[]) ?? []).map(valueToJson);
+  return null;
+}
+
+/** JSON -> google.protobuf.Struct message (for dynamic_metadata). */
+export function jsonToStruct(v: Record<string, unknown>): { fields: Record<string, unknown> } {
+  return { fields: Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonToValue(x)])) };
+}
+
+function jsonToValue(x: unknown): unknown {
+  if (x === null || x === undefined) return { nullValue: 'NULL_VALUE' };
+  if (typeof x === 'string') return { stringValue: x };
+  if (typeof x === 'number') return { numberValue: x };
+  if (typeof x === 'boolean') return { boolValue: x };
+  if (Array.isArray(x)) return { listValue: { values: x.map(jsonToValue) } };
+  if (typeof x === 'object') return { structValue: jsonToStruct(x as Record<string, unknown>) };
+  return { stringValue: String(x) };
+}
+
+function asObj(v: unknown): Obj | undefined {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Uint8Array) ? (v as Obj) : undefined;
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}

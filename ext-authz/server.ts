@@ -1,0 +1,152 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server, ServerCredentials, status as grpcStatus, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { errorMessage, TaskgateError } from '../core/errors.ts';
+import { silentLogger } from '../core/log.ts';
+import { HttpAuthorizer, type HttpAuthorizerOptions } from '../sidecar/http/authorize.ts';
+import { checkInput } from './check-input.ts';
+import { checkResponse } from './check-response.ts';
+import { envoyServices } from './protos.ts';
+
+/**
+ * The Envoy-facing server: envoy.service.auth.v3.Authorization/Check,
+ * envoy.service.ext_proc.v3.ExternalProcessor/Process and grpc.health.v1 on
+ * one gRPC port (plaintext, TLS or mTLS), Prometheus /metrics on an HTTP port.
+ * The server loop only: input and response shaping live beside it.
+ */
+export interface ExtAuthzOptions extends HttpAuthorizerOptions {
+  host?: string;
+  /** 0 (default) = a free port. */
+  port?: number;
+  tls?: {
+    cert: Buffer | string;
+    key: Buffer | string;
+    /** mTLS: client certificates must chain to this CA. */
+    clientCa?: Buffer | string;
+  };
+  /** Serve /metrics (and /healthz) over HTTP on this port (0 = free port); omitted = off. */
+  metricsPort?: number;
+  /** Longest review hold when Envoy sends no deadline. Default 25 s. */
+  maxHoldMs?: number;
+  /** Answer this long before Envoy's deadline so the answer arrives in time. Default 10 ms. */
+  deadlineMarginMs?: number;
+}
+
+export interface ExtAuthzHandle {
+  /** host:port of the gRPC server. */
+  address: string;
+  metricsAddress?: string;
+  authorizer: HttpAuthorizer;
+  health: HealthImplementation;
+  close(): Promise<void>;
+}
+
+const AUTH_SERVICE = 'envoy.service.auth.v3.Authorization';
+const PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
+
+export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHandle> {
+  const log = opts.log ?? silentLogger;
+  const services = envoyServices();
+  const authorizer = new HttpAuthorizer(opts);
+  const maxHold = opts.maxHoldMs ?? 25_000;
+  const margin = opts.deadlineMarginMs ?? 10;
+  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+
+  server.addService(services.authorization, {
+    Check: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+      const ac = new AbortController();
+      call.on('cancelled', () => ac.abort());
+      const dl = call.getDeadline();
+      const deadline = dl instanceof Date ? dl.getTime() : dl;
+      const waitMs = Number.isFinite(deadline) ? Math.max(0, deadline - Date.now() - margin) : maxHold;
+      const input = checkInput(call.request);
+      const pending = input.ok
+        ? authorizer.authorize({
+            raw: input.raw,
+            extra: input.extra,
+            fingerprint_extra: input.fingerprint_extra,
+            ...(input.context_extensions.taskgate_resource ? { resource: input.context_extensions.taskgate_resource } : {}),
+            ...(input.client_address ? { client_address: input.client_address } : {}),
+            ...(input.request_id ? { request_id: input.request_id } : {}),
+            waitMs,
+            signal: ac.signal,
+            refuseMergedSlashes: true,
+            entry: 'ext_authz',
+          })
+        : Promise.resolve(authorizer.malformed('ext_authz', input.reason));
+      pending.then(
+        (r) => {
+          if (ac.signal.aborted) return;
+          callback(null, checkResponse(r));
+        },
+        (e: unknown) => callback({ code: grpcStatus.INTERNAL, details: errorMessage(e) }),
+      );
+    },
+  });
+
+  const health = new HealthImplementation({ '': 'SERVING', [AUTH_SERVICE]: 'SERVING', [PROC_SERVICE]: 'SERVING' });
+  const engine = opts.gate.engine;
+  const setHealth = () => {
+    const st = engine.status().loaded ? 'SERVING' : 'NOT_SERVING';
+    for (const s of ['', AUTH_SERVICE, PROC_SERVICE]) health.setStatus(s, st);
+  };
+  setHealth();
+  engine.on('loaded', setHealth);
+  health.addToServer(server);
+
+  const creds = opts.tls
+    ? ServerCredentials.createSsl(
+        opts.tls.clientCa ? Buffer.from(opts.tls.clientCa) : null,
+        [{ cert_chain: Buffer.from(opts.tls.cert), private_key: Buffer.from(opts.tls.key) }],
+        opts.tls.clientCa !== undefined,
+      )
+    : ServerCredentials.createInsecure();
+  const host = opts.host ?? '127.0.0.1';
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 0}`, creds, (err, p) =>
+      err ? reject(new TaskgateError('unavailable', `ext-authz cannot listen on ${host}:${opts.port ?? 0}: ${err.message}`)) : resolve(p),
+    ),
+  );
+
+  let metricsServer: HttpServer | undefined;
+  let metricsAddress: string | undefined;
+  if (opts.metricsPort !== undefined) {
+    const metrics = opts.metrics;
+    metricsServer = createServer((req, res) => {
+      if (req.url === '/metrics' && metrics) {
+        metrics.render().then(
+          (m) => res.writeHead(200, { 'content-type': m.contentType }).end(m.body),
+          () => res.writeHead(500).end(),
+        );
+      } else if (req.url === '/healthz') {
+        const ok = engine.status().loaded;
+        res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ok\n' : 'no policy loaded\n');
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => metricsServer!.listen(opts.metricsPort, host, r));
+    metricsAddress = `${host}:${(metricsServer.address() as AddressInfo).port}`;
+  }
+  log.info('ext-authz listening', { address: `${host}:${port}`, tls: opts.tls ? (opts.tls.clientCa ? 'mtls' : 'tls') : 'off', metrics: metricsAddress });
+
+  const handle: ExtAuthzHandle = {
+    address: `${host}:${port}`,
+    authorizer,
+    health,
+    close: async () => {
+      engine.off('loaded', setHealth);
+      authorizer.close();
+      // Open ext_proc streams would keep a graceful shutdown waiting: give them a moment, then cut.
+      await new Promise<void>((r) => {
+        const t = setTimeout(() => (server.forceShutdown(), r()), 1000);
+        server.tryShutdown(() => (clearTimeout(t), r()));
+      });
+      if (metricsServer) {
+        metricsServer.closeAllConnections();
+        await new Promise<void>((r) => metricsServer!.close(() => r()));
+      }
+    },
+  };
+  if (metricsAddress) handle.metricsAddress = metricsAddress;
+  return handle;
+}

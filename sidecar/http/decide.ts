@@ -1,0 +1,138 @@
+import type { CommandSpec, Gatekeeper, GateOutcome, SessionContext } from '../../core/gate.ts';
+
+/**
+ * The decision step for one HTTP request, shared by ext_authz and the HTTP
+ * proxy. It calls the Gatekeeper (task, policy, cache, review, audit) and adds
+ * what HTTP needs on top: a bound on how long a review may hold the request.
+ *
+ * An HTTP client (or Envoy, whose ext_authz call has a deadline) cannot wait
+ * fifteen minutes. When the reviewer has not answered by `waitMs`, the request
+ * is answered with `pending` and the review id; the review itself stays open.
+ * A retry of the same request (same task, subject, resource and fingerprint)
+ * joins that pending review instead of opening another one, and a retry after
+ * the approval picks up the approved outcome (once) or, for a time-boxed
+ * grant, goes through the gate's grant check.
+ */
+export type HttpDecision =
+  | { kind: 'decided'; outcome: GateOutcome }
+  | { kind: 'pending'; review_id: string; approvers: string[]; expires_at: string; reasons: string[] }
+  | { kind: 'timeout' };
+
+interface Hold {
+  promise: Promise<GateOutcome>;
+  review_id: string;
+  approvers: string[];
+  expires_at: string;
+  reasons: string[];
+  settled?: GateOutcome;
+  timer?: NodeJS.Timeout;
+}
+
+export interface HttpDeciderOptions {
+  /** How long an approved outcome waits for the retry that collects it. Default 120 s. */
+  keepApprovedMs?: number;
+}
+
+export class HttpDecider {
+  private readonly holds = new Map<string, Hold>();
+  private readonly keepMs: number;
+
+  constructor(
+    readonly gate: Gatekeeper,
+    opts: HttpDeciderOptions = {},
+  ) {
+    this.keepMs = opts.keepApprovedMs ?? 120_000;
+  }
+
+  /** Pending and recently approved reviews being tracked (for tests and metrics). */
+  get tracked(): number {
+    return this.holds.size;
+  }
+
+  async decide(session: SessionContext, cmd: CommandSpec, waitMs: number, signal?: AbortSignal): Promise<HttpDecision> {
+    const started = Date.now();
+    const key = `${session.task_id}\u0000${session.identity.subject}\u0000${session.resource.name}\u0000${cmd.fingerprint}`;
+    const existing = this.holds.get(key);
+    if (existing?.settled) {
+      // An approval that arrived after the first request was answered: this retry collects it, once.
+      this.drop(key, existing);
+      if (existing.settled.allowed) return { kind: 'decided', outcome: existing.settled };
+    } else if (existing) {
+      return this.waitHeld(key, existing, waitMs, signal);
+    }
+
+    let hold: Hold | undefined;
+    let onHeld!: () => void;
+    const held = new Promise<void>((r) => (onHeld = r));
+    const promise = this.gate.decide(session, cmd, {
+      onHold: (n) => {
+        hold = { promise, review_id: n.review_id, approvers: n.approvers, expires_at: n.expires_at, reasons: n.reasons };
+        this.holds.set(key, hold);
+        onHeld();
+      },
+    });
+    promise.then(
+      (o) => {
+        const h = hold;
+        if (!h || this.holds.get(key) !== h) return;
+        if (!o.allowed) return this.drop(key, h);
+        h.settled = o;
+        h.timer = setTimeout(() => this.drop(key, h), this.keepMs);
+        h.timer.unref();
+      },
+      () => hold && this.drop(key, hold),
+    );
+    const first = await race(promise, held, waitMs, signal);
+    if (first === 'decided') {
+      const o = await promise;
+      if (hold) this.drop(key, hold);
+      return { kind: 'decided', outcome: o };
+    }
+    if (first === 'held' && hold) return this.waitHeld(key, hold, waitMs - (Date.now() - started), signal);
+    return { kind: 'timeout' };
+  }
+
+  private async waitHeld(key: string, h: Hold, waitMs: number, signal?: AbortSignal): Promise<HttpDecision> {
+    if ((await race(h.promise, undefined, waitMs, signal)) === 'decided') {
+      const o = await h.promise;
+      this.drop(key, h);
+      return { kind: 'decided', outcome: o };
+    }
+    return { kind: 'pending', review_id: h.review_id, approvers: h.approvers, expires_at: h.expires_at, reasons: h.reasons };
+  }
+
+  private drop(key: string, h: Hold): void {
+    if (h.timer) clearTimeout(h.timer);
+    if (this.holds.get(key) === h) this.holds.delete(key);
+  }
+
+  close(): void {
+    for (const [k, h] of this.holds) this.drop(k, h);
+  }
+}
+
+/** Which comes first: the decision, the hold notice, the wait bound, or the caller going away. */
+function race(
+  decided: Promise<unknown>,
+  held: Promise<void> | undefined,
+  waitMs: number,
+  signal?: AbortSignal,
+): Promise<'decided' | 'held' | 'timeout'> {
+  return new Promise((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (r: 'decided' | 'held' | 'timeout') => {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(r);
+    };
+    const onAbort = () => finish('timeout');
+    decided.then(
+      () => finish('decided'),
+      () => finish('decided'),
+    );
+    held?.then(() => finish('held'));
+    timer = setTimeout(() => finish('timeout'), Math.max(0, waitMs));
+    if (signal?.aborted) finish('timeout');
+    else signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
