@@ -3,6 +3,7 @@ import { runCli } from './run.ts';
 import { registerPolicyCommands } from './commands/policy.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
 import { registerInjectCommands } from './commands/inject.ts';
+import { registerConnectCommands } from './commands/connect.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerInputCommands } from './commands/input.ts';
 
@@ -18,6 +19,7 @@ const program = new Command('taskgate')
 registerPolicyCommands(program);
 registerIdentityCommands(program);
 registerInjectCommands(program);
+registerConnectCommands(program);
 registerAuditCommands(program);
 registerInputCommands(program);
 
