@@ -5,6 +5,7 @@ import { TaskgateError } from '../core/errors.ts';
 import { DECISION_ENTRYPOINT } from '../core/policy-contract.ts';
 import { parseBundle, type PolicyBundle } from '../core/engine/bundle.ts';
 import { writeCapabilitiesFile } from './capabilities.ts';
+import { loadCatalog } from './catalog.ts';
 import { runOpa } from './opa.ts';
 
 export interface BuildOptions {
@@ -20,7 +21,8 @@ export interface BuildResult {
   files: string[];
 }
 
-const IGNORED = ['*_test.rego', '*.tests.yaml', '*.tests.yml', 'tests', '.*'];
+/** Files `opa build`/`opa eval` skip: tests and decision tables are not part of the shipped policy. */
+export const IGNORED = ['*_test.rego', '*.tests.yaml', '*.tests.yml', 'tests', '.*'];
 
 /** Policy source files (Rego and data), sorted, test files excluded. */
 export async function policySources(dir: string): Promise<string[]> {
@@ -61,6 +63,7 @@ export async function buildBundle(opts: BuildOptions): Promise<BuildResult> {
   if (!files.some((f) => f.endsWith('.rego'))) {
     throw new TaskgateError('policy_compile', `no .rego files in ${opts.dir}`);
   }
+  await loadCatalog(dir);
   const revision = await contentRevision(dir, files);
   const caps = await writeCapabilitiesFile();
   const args = ['build', '-t', 'wasm', '-e', entrypoint, '--capabilities', caps, '-r', revision, '-o', resolve(opts.out)];

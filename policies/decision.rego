@@ -23,7 +23,7 @@ decision := lib.deny_decision([task.problem]) if {
 	handled
 }
 
-protocol_problem := sprintf("resource protocol %q is not one of postgres, ssh, http", [protocol]) if {
+protocol_problem := sprintf("resource protocol \"%s\" is not one of postgres, ssh, http", [protocol]) if {
 	protocol := object.get(object.get(input, "resource", {}), "protocol", "(none)")
 	not protocol in {"postgres", "ssh", "http"}
 } else := sprintf("malformed %s request: the request block is missing", [input.resource.protocol]) if {

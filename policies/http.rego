@@ -29,7 +29,7 @@ verdicts contains lib.verdict("deny", sprintf("%s grants no HTTP access", [lib.w
 	not cfg
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: path %q is not in canonical form", [lib.who, request.path])) if {
+verdicts contains lib.verdict("deny", sprintf("%s: path \"%s\" is not in canonical form", [lib.who, request.path])) if {
 	handled
 	non_canonical(request.path)
 }

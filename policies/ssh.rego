@@ -52,7 +52,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: the command runs no program t
 }
 
 # A program whose name is computed at run time ($X, $(echo rm), `...`) cannot be judged.
-verdicts contains lib.verdict("deny", sprintf("%s: program name %q is computed at run time and cannot be checked", [lib.who, p.name])) if {
+verdicts contains lib.verdict("deny", sprintf("%s: program name \"%s\" is computed at run time and cannot be checked", [lib.who, p.name])) if {
 	handled
 	command_kinds[request.kind]
 	some p in programs

@@ -13,7 +13,7 @@ problem := "the request names no task (connect with a task id)" if {
 	object.get(task, "id", "") == ""
 } else := sprintf("task %s is unknown: no such task in the registry", [task.id]) if {
 	object.get(task, "type", "") == ""
-} else := sprintf("task %s has unknown task type %q (not in the task-type catalog)", [task.id, task.type]) if {
+} else := sprintf("task %s has unknown task type \"%s\" (not in the task-type catalog)", [task.id, task.type]) if {
 	not lib.task_type
 } else := sprintf("task %s is %s: only open tasks grant access", [task.id, state]) if {
 	state := object.get(task, "state", "missing")

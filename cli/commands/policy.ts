@@ -3,8 +3,10 @@ import { readFile } from 'node:fs/promises';
 import { buildBundle } from '../../compiler/build.ts';
 import { PolicyEngine } from '../../core/engine/engine.ts';
 import { TaskgateError } from '../../core/errors.ts';
+import { fmtPolicies, lintPolicies, type FmtMode } from '../../compiler/lint.ts';
+import { runPolicyTests } from '../../compiler/test.ts';
 
-/** Policy commands: build, eval (test, fmt, lint live in compiler/ too). */
+/** Policy commands: build, eval, test, fmt, lint (thin calls into compiler/). */
 export function registerPolicyCommands(program: Command): void {
   program
     .command('build')
@@ -14,6 +16,53 @@ export function registerPolicyCommands(program: Command): void {
     .action(async (dir: string, o: { output: string }) => {
       const r = await buildBundle({ dir, out: o.output });
       process.stdout.write(`built ${r.out} (revision ${r.revision}, ${r.files.length} source files, policy.wasm ${r.bundle.wasm.length} bytes)\n`);
+    });
+
+  program
+    .command('test')
+    .description('run opa test (with coverage) and the decision tables against the compiled WASM bundle and opa eval')
+    .argument('[dir]', 'policy directory', 'policies')
+    .option('--threshold <percent>', 'minimum coverage of the policy files', '90')
+    .action(async (dir: string, o: { threshold: string }) => {
+      const threshold = Number(o.threshold);
+      if (!Number.isFinite(threshold) || threshold < 0 || threshold > 100) {
+        throw new TaskgateError('input_invalid', `--threshold must be a percentage between 0 and 100, got ${o.threshold}`);
+      }
+      const r = await runPolicyTests({ dir, threshold });
+      process.stdout.write(r.ok ? 'PASS\n' : 'FAIL\n');
+      if (!r.ok) process.exitCode = 1;
+    });
+
+  program
+    .command('fmt')
+    .description('format Rego with opa fmt (default: list unformatted files and fail, like --check)')
+    .argument('[dir]', 'policy directory', 'policies')
+    .option('--check', 'list files that are not formatted and fail if any (default)')
+    .option('--diff', 'show the formatting diff and fail if any')
+    .option('-w, --write', 'rewrite files in place')
+    .action(async (dir: string, o: { check?: boolean; diff?: boolean; write?: boolean }) => {
+      const modes = (['check', 'diff', 'write'] as const).filter((m) => o[m]);
+      if (modes.length > 1) throw new TaskgateError('input_invalid', `choose one of --check, --diff, --write (got ${modes.join(', ')})`);
+      const mode: FmtMode = modes[0] ?? 'check';
+      const r = await fmtPolicies(dir, mode);
+      if (r.output) process.stdout.write(`${r.output}\n`);
+      if (mode === 'write') process.stdout.write(r.output ? 'formatted the files above\n' : 'all files already formatted\n');
+      else if (r.ok) process.stdout.write('all Rego files are formatted\n');
+      else {
+        process.stderr.write(`Rego files are not formatted: run taskgate fmt --write ${dir}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  program
+    .command('lint')
+    .description('opa check --strict (WebAssembly capabilities), catalog and decision-table validation, regal lint if installed')
+    .argument('[dir]', 'policy directory', 'policies')
+    .action(async (dir: string) => {
+      const r = await lintPolicies(dir);
+      for (const p of r.problems) process.stdout.write(`${p}\n`);
+      process.stdout.write(`${r.ok ? 'ok' : `${r.problems.length} problem(s)`}: ${r.ran.join(', ')}\n`);
+      if (!r.ok) process.exitCode = 1;
     });
 
   program
