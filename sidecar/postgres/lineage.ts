@@ -15,6 +15,8 @@
  * the hot path parses once.
  */
 
+import { schemaOf } from './sql/catalog.ts';
+
 type Obj = Record<string, unknown>;
 
 export interface ColumnLineage {
@@ -61,6 +63,8 @@ interface CteDef {
   cols?: Col[];
   busy: boolean;
   recursive: boolean;
+  /** `WITH x(a, b) AS …` column names. */
+  names: (string | undefined)[];
 }
 
 interface Scope {
@@ -74,7 +78,6 @@ interface CteScope {
   parent: CteScope | undefined;
 }
 
-const PG_DEFAULT_SCHEMA = 'public';
 
 function col(name: string, unknown = false): Col {
   return { name, sources: new Set(), stars: new Set(), unknown, variable: false };
@@ -111,15 +114,10 @@ function lookupCte(ctes: CteScope | undefined, name: string): CteDef | undefined
   return undefined;
 }
 
-function tableName(rv: Obj): string {
-  const schema = typeof rv.schemaname === 'string' && rv.schemaname ? rv.schemaname : PG_DEFAULT_SCHEMA;
-  return `${schema}.${String(rv.relname)}`;
-}
-
-/** Base-table schema resolution matches the classifier's (pg_catalog relations first). */
-let resolveTable: (rv: Obj) => string = tableName;
-export function setTableResolver(fn: (rv: Obj) => string): void {
-  resolveTable = fn;
+/** `schema.table`, resolved as the classifier does: pg_catalog relations first, else `public`. */
+function resolveTable(rv: Obj): string {
+  const name = String(rv.relname);
+  return `${schemaOf(name, rv.schemaname)}.${name}`;
 }
 
 class Lineage {
@@ -146,37 +144,34 @@ class Lineage {
     const scope: CteScope = { defs, parent: ctes };
     for (const n of arr(w.ctes)) {
       const d = ((n as Obj).CommonTableExpr ?? n) as Obj;
-      const def: CteDef = { node: d.ctequery, busy: false, recursive: Boolean(w.recursive) };
-      const names = arr(d.aliascolnames).map(str);
-      if (names.length) (def as CteDef & { names?: (string | undefined)[] }).names = names;
+      const def: CteDef = { node: d.ctequery, busy: false, recursive: Boolean(w.recursive), names: arr(d.aliascolnames).map(str) };
       defs.set(String(d.ctename), def);
     }
     // non-recursive CTEs see only earlier ones; resolving lazily through `scope` is a superset, fine for lineage
     return scope;
   }
 
-  private cteCols(def: CteDef & { names?: (string | undefined)[] }, ctes: CteScope): Col[] {
+  private cteCols(def: CteDef, ctes: CteScope): Col[] {
     if (def.cols) return def.cols;
     if (def.busy) {
       // recursive self-reference while computing: the non-recursive term is the first approximation
       const t = unwrap(def.node);
-      if (t && t[0] === 'SelectStmt' && t[1].larg) return this.query(t[1].larg, undefined, ctes);
+      if (t && t[0] === 'SelectStmt' && t[1].larg) return rename(this.query(t[1].larg, undefined, ctes), def.names);
       return [Object.assign(col('?column?', true), { variable: true })];
     }
     def.busy = true;
-    let cols = this.query(def.node, undefined, ctes);
+    let cols = rename(this.query(def.node, undefined, ctes), def.names);
     if (def.recursive) {
       // iterate to a fixpoint: each round feeds the previous result into the self-reference
       for (let i = 0; i < 4; i++) {
         def.cols = cols;
-        const next = this.query(def.node, undefined, ctes);
+        const next = rename(this.query(def.node, undefined, ctes), def.names);
         const same = next.length === cols.length && next.every((c, j) => sameCol(c, cols[j]!));
         cols = next;
         if (same) break;
         if (i === 3) for (const c of cols) c.unknown = true;
       }
     }
-    if (def.names) def.names.forEach((n, i) => n && cols[i] && (cols[i] = { ...cols[i]!, name: n }));
     def.busy = false;
     def.cols = cols;
     return cols;
@@ -356,18 +351,23 @@ class Lineage {
     const parts = names as string[];
     const column = parts[parts.length - 1]!;
     if (parts.length === 1) {
-      // unqualified: a column of some visible entry, or a whole-row reference to an entry of that name
+      // unqualified: a column of some visible entry, or a whole-row reference to an entry of that name.
+      // A base table may or may not have the column (no catalog): keep looking outward and take the union.
+      let guessed = false;
       for (let s: Scope | undefined = scope; s; s = s.parent) {
-        let matched = false;
-        for (const e of s.entries) if (columnOf(e, column, c)) matched = true;
+        let certain = false;
+        for (const e of s.entries) {
+          const r = columnOf(e, column, c);
+          if (r === 'known') certain = true;
+          else if (r === 'guess') guessed = true;
+        }
         for (const e of findEntriesHere(s, column)) {
           for (const x of entryColumns(e)) merge(c, x);
-          matched = true;
+          certain = true;
         }
-        if (matched && !s.entries.some((e) => e.table !== undefined || e.opaque)) return c;
-        if (matched) return c;
+        if (certain) return c;
       }
-      c.unknown = true;
+      if (!guessed) c.unknown = true;
       return c;
     }
     const qual = parts[parts.length - 2]!;
@@ -376,7 +376,7 @@ class Lineage {
       c.unknown = true; // schema.table.column of a table not in FROM, or a composite field
       return c;
     }
-    for (const e of entries) if (!columnOf(e, column, c)) c.unknown = true;
+    for (const e of entries) if (columnOf(e, column, c) === false) c.unknown = true;
     return c;
   }
 }
@@ -437,30 +437,43 @@ function entryColumns(e: Entry): Col[] {
   return [c];
 }
 
-/** Adds the sources of `column` of entry `e` to `into`; false when the entry does not have it. */
-function columnOf(e: Entry, column: string, into: Col): boolean {
+/**
+ * Adds the sources of `column` of entry `e` to `into`: `known` when the entry
+ * has that column, `guess` when it may have it (a base table, whose columns
+ * need the catalog), false when it does not.
+ */
+function columnOf(e: Entry, column: string, into: Col): 'known' | 'guess' | false {
   if (e.children) {
-    let any = false;
-    for (const ch of e.children) if (columnOf(ch, column, into)) any = true;
-    return any;
+    let best: 'known' | 'guess' | false = false;
+    for (const ch of e.children) {
+      const r = columnOf(ch, column, into);
+      if (r === 'known' || (r === 'guess' && best === false)) best = r;
+    }
+    return best;
   }
   if (e.cols) {
     const m = e.cols.filter((c) => c.name === column);
     for (const c of m) merge(into, c);
-    if (!m.length && e.cols.some((c) => c.variable)) {
-      for (const c of e.cols.filter((x) => x.variable)) merge(into, c);
-      return true;
-    }
-    return m.length > 0;
+    if (m.length) return 'known';
+    const variable = e.cols.filter((x) => x.variable);
+    for (const c of variable) merge(into, c);
+    return variable.length ? 'guess' : false;
   }
   if (e.opaque) {
     into.unknown = true;
-    return true;
+    return 'guess';
   }
   if (e.table) {
-    if (e.renamed) into.stars.add(e.table); // `t AS a(x, y)`: which column `x` is needs the catalog
-    else into.sources.add(`${e.table}.${column}`);
-    return true;
+    if (e.renamed) {
+      if (!e.renamed.includes(column)) {
+        into.sources.add(`${e.table}.${column}`); // a column past the renamed ones keeps its name
+        return 'guess';
+      }
+      into.stars.add(e.table); // `t AS a(x, y)`: which column `x` is needs the catalog
+      return 'known';
+    }
+    into.sources.add(`${e.table}.${column}`);
+    return 'guess';
   }
   return false;
 }

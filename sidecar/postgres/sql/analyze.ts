@@ -8,7 +8,7 @@
  * DML/DDL (write), EXPLAIN without ANALYZE (nothing executes), PREPARE/EXECUTE.
  */
 import type { PgStatement, PgTableRef, TableAccess } from '../../../core/policy-contract.ts';
-import { PG_CATALOG_RELATIONS, SYSTEM_SCHEMAS } from './catalog.ts';
+import { SYSTEM_SCHEMAS, schemaOf } from './catalog.ts';
 import { commandOf, type CommandInfo, type StatementClass } from './commands.ts';
 
 type Obj = Record<string, unknown>;
@@ -78,7 +78,7 @@ class Walker {
     if (!name) return;
     const explicit = typeof rv.schemaname === 'string' && rv.schemaname !== '' ? rv.schemaname : undefined;
     if (!explicit && access === 'read' && inScope(scope, name)) return; // a CTE, not a table
-    const schema = explicit ?? (PG_CATALOG_RELATIONS.has(name) ? 'pg_catalog' : 'public');
+    const schema = schemaOf(name, explicit);
     if (SYSTEM_SCHEMAS.has(schema)) this.flags.add('system_catalog');
     if (this.planOnly > 0) access = 'read';
     const key = `${schema}\u0000${name}`;

@@ -41,3 +41,12 @@ export const PG_CATALOG_RELATIONS: ReadonlySet<string> = new Set([
 
 /** Schemas whose relations are system catalogs. */
 export const SYSTEM_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
+
+/**
+ * The schema of a relation reference: the one written, else `pg_catalog` for a
+ * catalog relation, else `public`. search_path is not resolved (see docs).
+ */
+export function schemaOf(relname: string, written: unknown): string {
+  if (typeof written === 'string' && written !== '') return written;
+  return PG_CATALOG_RELATIONS.has(relname) ? 'pg_catalog' : 'public';
+}
