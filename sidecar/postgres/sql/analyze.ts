@@ -14,7 +14,7 @@ import { commandOf, type CommandInfo, type StatementClass } from './commands.ts'
 type Obj = Record<string, unknown>;
 
 /** Keys of *Stmt nodes whose relations the statement changes (DDL/DML targets). */
-const WRITE_KEYS = new Set(['relation', 'relations', 'view', 'table', 'rels', 'into', 'intoClause']);
+const WRITE_KEYS = new Set(['relation', 'relations', 'view', 'table', 'rels', 'into', 'intoClause', 'sequence']);
 /** Statements whose `relation`-like keys are handled by their own case. */
 const OWN_TARGETS = new Set(['SelectStmt', 'CopyStmt', 'DeclareCursorStmt', 'LockStmt']);
 const DML = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
@@ -215,6 +215,12 @@ class Walker {
       case 'CreateTrigStmt':
       case 'CreateEventTrigStmt': {
         const fn = qualifiedName(b.funcname);
+        if (fn) this.functions.add(fn);
+        break;
+      }
+      case 'CallStmt': {
+        const fc = b.funccall as Obj | undefined; // a bare FuncCall
+        const fn = qualifiedName(fc?.funcname);
         if (fn) this.functions.add(fn);
         break;
       }
