@@ -87,7 +87,7 @@ export async function runPolicyTests(opts: PolicyTestOptions): Promise<PolicyTes
     const verdict = coverage >= threshold ? 'ok' : 'BELOW THRESHOLD';
     out(`opa test: passed; coverage ${coverage.toFixed(1)}% (threshold ${threshold}%) ${verdict}`);
     for (const f of t.report.files) {
-      const gaps = f.not_covered.map((g) => (g.start === g.end ? `${g.start}` : `${g.start}-${g.end}`)).join(',');
+      const gaps = [...new Set(f.not_covered.map((g) => (g.start === g.end ? `${g.start}` : `${g.start}-${g.end}`)))].join(',');
       out(`  ${f.file.padEnd(28)} ${f.coverage.toFixed(1).padStart(5)}%${gaps ? `  not covered: lines ${gaps}` : ''}`);
     }
     if (coverage < threshold) ok = false;

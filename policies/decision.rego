@@ -26,8 +26,31 @@ decision := lib.deny_decision([task.problem]) if {
 protocol_problem := sprintf("resource protocol \"%s\" is not one of postgres, ssh, http", [protocol]) if {
 	protocol := object.get(object.get(input, "resource", {}), "protocol", "(none)")
 	not protocol in {"postgres", "ssh", "http"}
-} else := sprintf("malformed %s request: the request block is missing", [input.resource.protocol]) if {
-	not is_object(input.request)
+} else := sprintf("malformed %s request: %s", [input.resource.protocol, shape]) if {
+	not well_formed
+	shape := request_shapes[input.resource.protocol]
+}
+
+request_shapes := {
+	"postgres": "request.statements must be a list",
+	"ssh": "request.kind must be a string",
+	"http": "request.method and request.path must be strings",
+}
+
+well_formed if {
+	input.resource.protocol == "postgres"
+	is_array(input.request.statements)
+}
+
+well_formed if {
+	input.resource.protocol == "ssh"
+	is_string(input.request.kind)
+}
+
+well_formed if {
+	input.resource.protocol == "http"
+	is_string(input.request.method)
+	is_string(input.request.path)
 }
 
 verdicts := (postgres.verdicts | ssh.verdicts) | http.verdicts

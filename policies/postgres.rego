@@ -179,7 +179,7 @@ verdicts contains lib.verdict(e, sprintf("%s: writing %s (%s) %s for task type %
 	t.access == "write"
 	name := table_name(t)
 	lib.glob_any(object.get(tables_cfg, "write", []), ["."], name)
-	e := object.get(cfg, "write_effect", "deny")
+	e := object.get(cfg, "write_effect", "allow")
 	e != "allow"
 }
 
