@@ -1,25 +1,23 @@
 /**
- * What the proxy needs from the SQL classifier (sidecar/postgres/classify.ts,
- * built on libpg-query) and the column lineage (lineage.ts): the policy
- * `request` statements for a text, and for each statement the source columns
- * of each output column. classifier.ts adapts the real classifier to this.
+ * What the proxy needs from the SQL classifier (classify.ts, libpg-query)
+ * and the column lineage (lineage.ts): the policy `request` statements for a
+ * text, per statement the lineage of its output columns (computed lazily:
+ * only results under mask rules need it), and the session bookkeeping for
+ * PREPARE / DEALLOCATE. classifier.ts adapts the real classifier to this.
  */
 import type { PgStatement, PostgresRequest } from '../../core/policy-contract.ts';
+import type { ColumnLineage } from './lineage.ts';
 
-/** Sources of one output column: `schema.table.column` names, or unknown. */
-export interface OutputLineage {
-  sources: string[];
-  /** Lineage could not be established (`*` over unknown columns, functions over records ...). */
-  unknown: boolean;
-}
+export type { ColumnLineage };
 
 export interface AnalyzedSql {
   statements: PgStatement[];
-  /**
-   * Per statement: the lineage of each output column by position, or
-   * undefined when the statement has no analyzable target list.
-   */
-  lineage: (OutputLineage[] | undefined)[];
+  /** Lineage of statement i's output columns by position; undefined when unknown / not row-returning. */
+  lineage(i: number): readonly ColumnLineage[] | undefined;
+  /** PREPARE name AS ...: the name and what it runs, per statement. */
+  prepares?: { name: string; statement: PgStatement }[];
+  /** DEALLOCATE name (null = ALL). */
+  deallocates?: (string | null)[];
 }
 
 export interface ClassifyContext {
@@ -29,3 +27,5 @@ export interface ClassifyContext {
 }
 
 export type SqlClassifier = (text: string, ctx: ClassifyContext) => AnalyzedSql | Promise<AnalyzedSql>;
+
+export const noLineage = (): undefined => undefined;

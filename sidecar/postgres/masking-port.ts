@@ -1,5 +1,5 @@
 import type { MaskRule } from '../../core/policy-contract.ts';
-import type { OutputLineage } from './classifier-port.ts';
+import type { ColumnLineage } from './classifier-port.ts';
 import type { FieldDesc } from './codec/backend.ts';
 
 /** Rewrites the DataRows of one result set. */
@@ -14,7 +14,7 @@ export interface ResultShape {
   fields: FieldDesc[];
   rules: MaskRule[];
   /** Lineage of the statement that produced the result, when known. */
-  lineage: OutputLineage[] | undefined;
+  lineage: readonly ColumnLineage[] | undefined;
   /** Source tables the statement reads (schema.table), for conservative masking when lineage is unknown. */
   tables: string[];
 }

@@ -15,7 +15,9 @@ import { silentLogger, type Logger } from '../../core/log.ts';
 import type { PgStatement } from '../../core/policy-contract.ts';
 import type { SqlClassifier } from './classifier-port.ts';
 import { backendKeyData, errorResponse, parameterStatus, readyForQuery, authenticationOk } from './codec/backend.ts';
+import { createSqlClassifier } from './classifier.ts';
 import type { ResultMasking } from './masking-port.ts';
+import { createResultMasking } from './masking-rows.ts';
 import type { Duplex } from './message-pump.ts';
 import { PgSession, type Recordings } from './session.ts';
 import { clientHandshake, StartupError, type ClientHandshake } from './startup.ts';
@@ -34,8 +36,12 @@ export interface PostgresProxyOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Accept unencrypted connections from non-loopback addresses (default false). */
   allowPlaintext?: boolean;
-  classify: SqlClassifier;
+  /** SQL classifier; default: libpg-query classifier + lineage (classifier.ts). */
+  classify?: SqlClassifier;
+  /** Result masking; default: core/mask with catalog resolution over a service connection. */
   masking?: ResultMasking;
+  /** Key for the `hash` mask strategy (default masking only). */
+  maskHashKey?: string;
   recordings?: Recordings;
   log?: Logger;
   handshakeTimeoutMs?: number;
@@ -52,6 +58,9 @@ const REPLICATION_OFF = new Set(['false', 'off', 'no', '0']);
 
 export async function startPostgresProxy(opts: PostgresProxyOptions): Promise<PostgresProxy> {
   const log = opts.log ?? silentLogger;
+  const classify = opts.classify ?? (await createSqlClassifier());
+  const masking =
+    opts.masking ?? createResultMasking({ upstream: opts.upstream, log, ...(opts.maskHashKey !== undefined ? { hashKey: opts.maskHashKey } : {}) });
   const tls: SecureContext | undefined = opts.tls ? createSecureContext({ cert: opts.tls.cert, key: opts.tls.key }) : undefined;
   const byKey = new Map<string, PgSession>();
   const live = new Set<PgSession>();
@@ -147,8 +156,8 @@ export async function startPostgresProxy(opts: PostgresProxyOptions): Promise<Po
     const key = `${pid}:${secret}`;
     const session = new PgSession(client, hs.reader, up.socket, up.reader, ctx, {
       gate: opts.gate,
-      classify: opts.classify,
-      ...(opts.masking ? { masking: opts.masking } : {}),
+      classify,
+      masking,
       ...(opts.recordings ? { recordings: opts.recordings } : {}),
       log,
       cancelUpstream: () => cancelUpstream(opts.upstream, up.pid, up.secret),
@@ -207,7 +216,7 @@ export async function startPostgresProxy(opts: PostgresProxyOptions): Promise<Po
         server.close(() => resolve());
         for (const s of sockets) s.destroy();
       });
-      await opts.masking?.close();
+      await masking.close();
     },
   };
 }

@@ -11,7 +11,7 @@ import { errorMessage } from '../../core/errors.ts';
 import type { GateOutcome, Gatekeeper, SessionContext } from '../../core/gate.ts';
 import type { Logger } from '../../core/log.ts';
 import type { PgStatement, PostgresRequest } from '../../core/policy-contract.ts';
-import type { AnalyzedSql, SqlClassifier } from './classifier-port.ts';
+import { noLineage, type AnalyzedSql, type SqlClassifier } from './classifier-port.ts';
 import {
   B,
   decodeCommandTag,
@@ -295,7 +295,7 @@ export class PgSession {
         statements: [
           { command: 'UNPARSEABLE', class: 'unparseable', tables: [], functions: [], fingerprint: 'unparseable', text: '<unparseable>', flags: [`classifier_error: ${errorMessage(e)}`] },
         ],
-        lineage: [undefined],
+        lineage: noLineage,
       };
     }
     return this.decide(analyzed, message);
@@ -357,12 +357,12 @@ export class PgSession {
     }
   }
 
-  /** `PREPARE x AS ...` through the simple protocol: EXECUTE x is classified as what x runs. */
+  /** `PREPARE x AS ...` / DEALLOCATE through the simple protocol: EXECUTE x is classified as what x runs. */
   private rememberPrepares(d: Decided): void {
-    for (const s of d.spec.request.statements) {
-      if (s.command !== 'PREPARE') continue;
-      const m = /^\s*prepare\s+("(?:[^"]|"")+"|[^\s(]+)/i.exec(s.text);
-      if (m) this.preparedStatements.set(m[1]!.replace(/^"|"$/g, '').toLowerCase(), s);
+    for (const p of d.analyzed.prepares ?? []) this.preparedStatements.set(p.name, p.statement);
+    for (const name of d.analyzed.deallocates ?? []) {
+      if (name === null) this.preparedStatements.clear();
+      else this.preparedStatements.delete(name);
     }
   }
 
@@ -412,7 +412,7 @@ export class PgSession {
       text: `<FunctionCall message, function oid ${oid}>`,
       flags: ['function_call_message'],
     };
-    const d = await this.decide({ statements: [st], lineage: [undefined] }, 'function_call');
+    const d = await this.decide({ statements: [st], lineage: noLineage }, 'function_call');
     if (this.closed) return;
     const run = this.newRun(d);
     if (d.outcome.allowed) {
@@ -544,7 +544,7 @@ export class PgSession {
   private resultShapeMasker(run: Run, fields: FieldDesc[]): Promise<void> | void {
     const d = run.decided;
     if (!this.deps.masking || !d || d.outcome.decision.mask.length === 0) return;
-    const lineage = d.analyzed.statements.length === 1 ? d.analyzed.lineage[0] : undefined;
+    const lineage = d.analyzed.statements.length === 1 ? d.analyzed.lineage(0) : undefined;
     const tables = d.spec.request.statements.flatMap((s) => s.tables.map((t) => `${t.schema}.${t.name}`));
     const r = this.deps.masking.forResult({ fields, rules: d.outcome.decision.mask, lineage, tables });
     if (r instanceof Promise) return r.then((m) => void (run.masker = m));

@@ -20,7 +20,6 @@ import type { SqlClassifier } from '../../../sidecar/postgres/classifier-port.ts
 import type { ResultMasking } from '../../../sidecar/postgres/masking-port.ts';
 import { startPostgresProxy, type PostgresProxy, type PostgresProxyOptions } from '../../../sidecar/postgres/proxy.ts';
 import { compileRego } from '../../support/bundles.ts';
-import { testClassifier } from './test-classifier.ts';
 
 const run = promisify(execFile);
 
@@ -134,7 +133,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       authenticator,
       upstream: { host: server.host, port: server.port, user: 'taskgate_svc', password: 'svc-secret', database: 'postgres' },
       resource: { name: 'orders-db', labels: { env: 'test' } },
-      classify: opts.classify ?? testClassifier,
+      ...(opts.classify ? { classify: opts.classify } : {}),
       ...(opts.masking ? { masking: opts.masking(server) } : {}),
       ...opts.proxy,
     });
