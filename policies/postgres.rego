@@ -160,7 +160,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s reads %s, which task type 
 	some t in s.tables
 	t.access != "write"
 	name := table_name(t)
-	not lib.glob_any(object.get(tables_cfg, "read", []), ["."], name)
+	not lib.table_any(object.get(tables_cfg, "read", []), t)
 }
 
 verdicts contains lib.verdict("deny", sprintf("%s: %s writes %s, which task type %s may not write", [lib.who, s.command, name, input.task.type])) if {
@@ -169,7 +169,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s writes %s, which task type
 	some t in s.tables
 	t.access == "write"
 	name := table_name(t)
-	not lib.glob_any(object.get(tables_cfg, "write", []), ["."], name)
+	not lib.table_any(object.get(tables_cfg, "write", []), t)
 }
 
 verdicts contains lib.verdict(e, sprintf("%s: writing %s (%s) %s for task type %s", [lib.who, name, s.command, lib.effect_words[e], input.task.type])) if {
@@ -178,7 +178,7 @@ verdicts contains lib.verdict(e, sprintf("%s: writing %s (%s) %s for task type %
 	some t in s.tables
 	t.access == "write"
 	name := table_name(t)
-	lib.glob_any(object.get(tables_cfg, "write", []), ["."], name)
+	lib.table_any(object.get(tables_cfg, "write", []), t)
 	e := object.get(cfg, "write_effect", "allow")
 	e != "allow"
 }
@@ -188,7 +188,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s touches %s, which is off l
 	some s in statements
 	some t in s.tables
 	name := table_name(t)
-	lib.glob_any(object.get(tables_cfg, "deny", []), ["."], name)
+	lib.table_any(object.get(tables_cfg, "deny", []), t)
 }
 
 verdicts contains lib.verdict("deny", sprintf("%s: %s without a WHERE clause is not allowed: task type %s changes rows only with a WHERE clause", [lib.who, s.command, input.task.type])) if {
