@@ -127,7 +127,7 @@ class Validator {
 
   private effect(v: unknown, path: Path): Effect | undefined {
     if (typeof v === 'string' && EFFECTS.includes(v)) return v as Effect;
-    this.fail(path, `unknown effect ${describe(v)} (expected allow, review or deny)`);
+    this.fail(path, `unknown effect ${typeof v === 'string' ? JSON.stringify(v) : describe(v)} (expected allow, review or deny)`);
     return undefined;
   }
 
