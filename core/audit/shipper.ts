@@ -101,6 +101,7 @@ export class Shipper {
   private schemaOk = false;
   private abort = new AbortController();
   private loop: Promise<void> | undefined;
+  private lock: Promise<void> = Promise.resolve();
   readonly stats: ShipperStats = { shipped: 0, batches: 0, failures: 0, skippedDuplicates: 0, damaged: [], lastError: undefined };
 
   constructor(opts: ShipperOptions) {
@@ -204,8 +205,17 @@ export class Shipper {
     this.schemaOk = true;
   }
 
-  /** One step: ships one batch, or moves past a finished segment. */
-  async shipOnce(): Promise<{ idle: boolean; shipped: number; bytes: number }> {
+  /** One step: ships one batch, or moves past a finished segment. Serialised: drain() and the background loop never overlap. */
+  shipOnce(): Promise<{ idle: boolean; shipped: number; bytes: number }> {
+    const next = this.lock.then(() => this.step());
+    this.lock = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
+  }
+
+  private async step(): Promise<{ idle: boolean; shipped: number; bytes: number }> {
     const cur = await this.loadCursor();
     const segs = await listSegments(this.dir);
     let seg = cur.segment && segs.includes(cur.segment) ? cur.segment : segs.find((s) => cur.segment === undefined || s > cur.segment);
