@@ -13,9 +13,10 @@
  * sequence. Masking is the same whichever way the stream is cut into chunks
  * (as long as flush() is only called at idle points, see below).
  *
- * Terminal escape sequences are never altered: SGR (colour) sequences are
- * transparent to detection, so a card number coloured by grep is still found;
- * other CSI/OSC/DCS sequences act as separators. A replaced match keeps every
+ * Terminal escape sequences are never altered: SGR (colour) and erase-in-line
+ * sequences are transparent to detection, so a card number highlighted by
+ * `grep --color` is still found; other CSI/OSC/DCS sequences (cursor movement,
+ * titles) act as separators and their content is not masked. A replaced match keeps every
  * escape sequence that was inside it, in order, after the replacement text.
  *
  * Private keys: once a `-----BEGIN ... PRIVATE KEY-----` line is complete, the
@@ -79,7 +80,7 @@ function escapeEnd(raw: string, i: number): { end: number; sgr: boolean } | null
     let j = i + 2;
     while (j < n) {
       const d = raw.charCodeAt(j);
-      if (d >= 0x40 && d <= 0x7e) return { end: j + 1, sgr: d === 0x6d };
+      if (d >= 0x40 && d <= 0x7e) return { end: j + 1, sgr: d === 0x6d || d === 0x4b }; // SGR, erase-in-line
       if (d < 0x20 || d > 0x3f) return { end: j, sgr: false }; // malformed: stop before the odd byte
       if (j - i > MAX_ESCAPE) return { end: j, sgr: false };
       j++;
