@@ -23,6 +23,7 @@ ssh_cases := [
 	["read-only", {"programs": [prog(["$X"], "top")]}, "deny", "computed at run time"],
 	["read-only", {"programs": [prog(["`id`"], "top")]}, "deny", "computed at run time"],
 	["read-only", {"programs": [{"name": "", "argv": [], "via": ["top"]}]}, "deny", "computed at run time"],
+	["read-only", {"programs": [{"name": "ca\"\"t", "argv": [], "via": ["top"], "dynamic": true}]}, "deny", "computed at run time"],
 	["read-only", {"programs": [{"name": "cat", "path": "/home/x/cat", "argv": ["/home/x/cat"], "via": ["top"]}]}, "deny", "not an allowed location"],
 	["read-only", {"programs": [prog(["cat", "x"], "top")], "redirects": [{"op": ">>", "target": "/etc/passwd"}]}, "deny", "writing /etc/passwd"],
 	["read-only", {"programs": [prog(["cat", "x"], "top")], "redirects": [{"op": ">&", "target": "/tmp/out"}]}, "deny", "writing /tmp/out"],

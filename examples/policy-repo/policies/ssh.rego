@@ -56,7 +56,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: program name \"%s\" is comput
 	handled
 	command_kinds[request.kind]
 	some p in programs
-	dynamic_name(p.name)
+	dynamic(p)
 }
 
 verdicts contains lib.verdict("deny", sprintf("%s: %s is not an allowed location for programs under task type %s", [lib.who, p.path, input.task.type])) if {
@@ -72,7 +72,7 @@ verdicts contains lib.verdict(e, sprintf("%s: %s %s for task type %s", [lib.who,
 	handled
 	command_kinds[request.kind]
 	some p in programs
-	not dynamic_name(p.name)
+	not dynamic(p)
 	e := program_effect(p)
 	e != "allow"
 }
@@ -102,6 +102,10 @@ verdicts contains lib.verdict("deny", sprintf("%s: forwarding to %s is not allow
 	target := sprintf("%s:%d", [request.forward.host, request.forward.port])
 	not lib.glob_any(allowed, [], target)
 }
+
+dynamic(p) if p.dynamic == true
+
+dynamic(p) if dynamic_name(p.name)
 
 dynamic_name(name) if name == ""
 
