@@ -116,7 +116,11 @@ export interface HarnessOptions {
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const server = await startPostgres({
-    users: [{ name: 'taskgate_svc', password: 'svc-secret', method: 'scram-sha-256', superuser: true }],
+    users: [
+      { name: 'taskgate_svc', password: 'svc-secret', method: 'scram-sha-256', superuser: true },
+      // For raw direct sessions in tests (cleartext password method).
+      { name: 'direct_pw', password: 'direct-secret', method: 'password', superuser: true },
+    ],
     ...opts.pgUsers,
   });
   const issuer = await startOidcIssuer();
