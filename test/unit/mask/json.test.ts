@@ -63,8 +63,7 @@ describe('JSON masking', () => {
       'spec.containers[*].env[*].value': 2,
       'detector:email': 1,
       'nested.a[*].token': 1,
-      'profile.age': 1,
-      'profile.tags[*]': 1,
+      profile: 2,
       'detector:card': 1,
     });
     assert.ok(!JSON.stringify(r.counts).includes('jane'), 'counts never carry values');
