@@ -155,3 +155,13 @@ test_named_approvers_only_count_when_listed if {
 	d2 := taskgate.decision with input as in2 with time.now_ns as june with data.task_types as closed_catalog
 	d2.result == "allow"
 }
+
+test_malformed_parts_are_denied if {
+	reason_has(decide(with_patch({"request": {"message": "query", "statements": [{"command": "DROP TABLE"}]}})), "statement 1 is malformed")
+	reason_has(decide(with_patch({"request": {"message": "query", "statements": [{"command": "SELECT", "class": "read", "tables": [{"name": "x"}]}]}})), "statement 1 is malformed")
+	ssh := with_patch({"resource": {"protocol": "ssh", "name": "h", "labels": {}}, "request": {"kind": "exec", "programs": [{"argv": ["rm"]}]}})
+	reason_has(decide(ssh), "program 1 is malformed")
+	k := {"verb": "delete", "resource": "pods", "namespace": "shop", "name": "x"}
+	http := with_patch({"resource": {"protocol": "http", "name": "h", "labels": {}}, "request": {"method": "DELETE", "path": "/x", "kubernetes": k}})
+	reason_has(decide(http), "malformed kubernetes request")
+}

@@ -36,6 +36,18 @@ verdicts contains lib.verdict("deny", sprintf("%s: path \"%s\" is not in canonic
 
 # ---- Kubernetes ------------------------------------------------------------
 
+kube_fields := ["verb", "api_group", "resource", "subresource", "namespace", "name"]
+
+verdicts contains lib.verdict("deny", sprintf("%s: malformed kubernetes request (%s must be strings)", [lib.who, concat(", ", kube_fields)])) if {
+	handled
+	kube
+	some f in kube_fields
+	not string_field(kube, f)
+}
+
+# (`not is_string(kube[f])` would be undefined, not true, for a missing field.)
+string_field(obj, f) if is_string(obj[f])
+
 verdicts contains lib.verdict(e, sprintf("%s: kubernetes %s %s for task type %s", [lib.who, kube_describe, lib.effect_words[e], input.task.type])) if {
 	handled
 	kube

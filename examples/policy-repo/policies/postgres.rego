@@ -86,6 +86,27 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s protocol messages are not 
 
 # ---- per statement -------------------------------------------------------
 
+# A statement without the fields the rules read would match no rule and so
+# produce no verdict: refuse it outright (fail closed).
+verdicts contains lib.verdict("deny", sprintf("%s: statement %d is malformed (command, class, tables, functions and flags are required)", [lib.who, i + 1])) if {
+	handled
+	some i, s in statements
+	not well_formed(s)
+}
+
+well_formed(s) if {
+	is_string(s.command)
+	is_string(s.class)
+	is_array(s.tables)
+	is_array(object.get(s, "functions", []))
+	is_array(object.get(s, "flags", []))
+	every t in s.tables {
+		is_string(t.schema)
+		is_string(t.name)
+		is_string(t.access)
+	}
+}
+
 verdicts contains lib.verdict("deny", sprintf("%s: statement %d could not be parsed (%s); unparseable SQL is always denied", [lib.who, i + 1, object.get(s, "text", "")])) if {
 	handled
 	some i, s in statements

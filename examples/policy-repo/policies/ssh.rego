@@ -51,6 +51,19 @@ verdicts contains lib.verdict("deny", sprintf("%s: the command runs no program t
 	count(programs) == 0
 }
 
+verdicts contains lib.verdict("deny", sprintf("%s: program %d is malformed (name and argv are required)", [lib.who, i + 1])) if {
+	handled
+	command_kinds[request.kind]
+	some i, p in programs
+	not well_formed(p)
+}
+
+well_formed(p) if {
+	is_string(p.name)
+	is_array(object.get(p, "argv", []))
+	is_array(object.get(p, "via", []))
+}
+
 # A program whose name is computed at run time ($X, $(echo rm), `...`) cannot be judged.
 verdicts contains lib.verdict("deny", sprintf("%s: program name \"%s\" is computed at run time and cannot be checked", [lib.who, p.name])) if {
 	handled
