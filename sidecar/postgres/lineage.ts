@@ -199,34 +199,13 @@ class Lineage {
       const e = this.fromItem(f, scope);
       scope.entries.push(...e);
     }
-    const out: Col[] = [];
-    for (const t of arr(b.targetList)) {
-      const rt = ((t as Obj).ResTarget ?? t) as Obj;
-      const v = rt.val;
-      const cr = unwrap(v);
-      if (cr && cr[0] === 'ColumnRef') {
-        const fields = arr(cr[1].fields);
-        if (fields.length && 'A_Star' in (fields[fields.length - 1] as Obj)) {
-          out.push(...this.star(fields, scope));
-          continue;
-        }
-      }
-      const c = this.expr(v, scope, typeof rt.name === 'string' ? rt.name : outputName(v));
-      out.push(c);
-    }
-    return out;
+    return this.targets(b.targetList, scope);
   }
 
-  private returning(type: string, b: Obj, outer: Scope | undefined, ctesIn: CteScope | undefined): Col[] {
-    const ctes = this.withCtes(b.withClause, ctesIn);
-    const scope: Scope = { entries: [], parent: outer, ctes };
-    const rel = b.relation as Obj | undefined;
-    if (rel) scope.entries.push(this.tableEntry(rel));
-    for (const k of ['fromClause', 'usingClause']) for (const f of arr(b[k])) scope.entries.push(...this.fromItem(f, scope));
-    if (type === 'MergeStmt' && b.sourceRelation) scope.entries.push(...this.fromItem(b.sourceRelation, scope));
-    const ret = (b.returningClause as Obj | undefined)?.exprs ?? b.returningList;
+  /** A target list or RETURNING list: one Col per expression, `*` expanded. */
+  private targets(list: unknown, scope: Scope): Col[] {
     const out: Col[] = [];
-    for (const t of arr(ret)) {
+    for (const t of arr(list)) {
       const rt = ((t as Obj).ResTarget ?? t) as Obj;
       const cr = unwrap(rt.val);
       if (cr && cr[0] === 'ColumnRef') {
@@ -239,6 +218,17 @@ class Lineage {
       out.push(this.expr(rt.val, scope, typeof rt.name === 'string' ? rt.name : outputName(rt.val)));
     }
     return out;
+  }
+
+  private returning(type: string, b: Obj, outer: Scope | undefined, ctesIn: CteScope | undefined): Col[] {
+    const ctes = this.withCtes(b.withClause, ctesIn);
+    const scope: Scope = { entries: [], parent: outer, ctes };
+    const rel = b.relation as Obj | undefined;
+    if (rel) scope.entries.push(this.tableEntry(rel));
+    for (const k of ['fromClause', 'usingClause']) for (const f of arr(b[k])) scope.entries.push(...this.fromItem(f, scope));
+    if (type === 'MergeStmt' && b.sourceRelation) scope.entries.push(...this.fromItem(b.sourceRelation, scope));
+    const ret = (b.returningClause as Obj | undefined)?.exprs ?? b.returningList;
+    return this.targets(ret, scope);
   }
 
   private tableEntry(rv: Obj): Entry {
