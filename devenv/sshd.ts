@@ -42,6 +42,17 @@ export interface SshdServer {
   stop(): Promise<void>;
 }
 
+async function ensurePrivsepUser(): Promise<void> {
+  try {
+    await run('getent', ['passwd', 'sshd']);
+  } catch {
+    await run('useradd', ['--system', '--no-create-home', '--home-dir', '/run/sshd', '--shell', '/usr/sbin/nologin', 'sshd']).catch((e: Error) => {
+      // a concurrent test may have created it in the meantime
+      if (!/already exists/.test(e.message)) throw e;
+    });
+  }
+}
+
 export async function startSshd(opts: SshdOptions): Promise<SshdServer> {
   const sshd = opts.sshdPath ?? '/usr/sbin/sshd';
   if (!existsSync(sshd)) {
@@ -50,6 +61,8 @@ export async function startSshd(opts: SshdOptions): Promise<SshdServer> {
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   // sshd's privilege separation directory must exist (the Debian service normally creates it).
   if (root && !existsSync('/run/sshd')) await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+  // ... and so must its unprivileged user (Debian's postinst creates it; a bare install may not have run it).
+  if (root) await ensurePrivsepUser();
   const dir = await mkdtemp(join(tmpdir(), 'taskgate-sshd-'));
   const hostKey = join(dir, 'ssh_host_ed25519_key');
   await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'taskgate-devenv-sshd', '-f', hostKey]);
