@@ -28,8 +28,8 @@ export interface Detector {
   readonly name: DetectorName;
   /** Higher wins when two candidates start at the same index and have the same length. */
   readonly priority: number;
-  /** Cheap pre-check: false means `text` cannot contain a match. */
-  mayMatch(text: string): boolean;
+  /** Cheap pre-check on one pass of character statistics: false means `text` cannot contain a match. */
+  mayMatch(text: string, st: TextStats): boolean;
   /** Appends every validated candidate with `start >= from`; `text` before `from` is context only. */
   candidates(text: string, from: number, out: Match[]): void;
   /**
@@ -46,6 +46,32 @@ export interface DetectorOptions {
 }
 
 // ---- helpers ----------------------------------------------------------------
+
+/** Character statistics of a text, computed in one pass and shared by every detector's pre-check. */
+export interface TextStats {
+  digits: number;
+  upper: number;
+  at: number;
+  plus: number;
+}
+
+export function textStats(text: string): TextStats {
+  let digits = 0;
+  let upper = 0;
+  let at = 0;
+  let plus = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c <= 57) {
+      if (c >= 48) digits++;
+      else if (c === 43) plus++;
+    } else if (c <= 90) {
+      if (c >= 65) upper++;
+      else if (c === 64) at++;
+    }
+  }
+  return { digits, upper, at, plus };
+}
 
 const C_0 = 48;
 const C_9 = 57;
@@ -129,8 +155,8 @@ function regexCandidates(
 
 // ---- card ---------------------------------------------------------------------
 
-/** A maximal run of digit groups separated by single spaces or dashes. */
-const CARD_RUN = /(?<![A-Za-z0-9_])(?<!\d[ -])\d+(?:[ -]\d+)*/g;
+/** A maximal run of >= 13 digits in groups separated by single spaces or dashes. */
+const CARD_RUN = /(?<![A-Za-z0-9_])(?<!\d[ -])\d(?:[ -]?\d){12,}/g;
 const CARD_TAIL = /(?<![A-Za-z0-9_])(?<!\d[ -])\d(?:[ -]?\d){0,19}[ .,-]?$/g;
 
 function cardDetector(opts: DetectorOptions): Detector {
@@ -138,7 +164,7 @@ function cardDetector(opts: DetectorOptions): Detector {
   return {
     name: 'card',
     priority: 4,
-    mayMatch: (t) => t.length >= 13 && /\d{3}/.test(t),
+    mayMatch: (t, st) => st.digits >= 13,
     candidates(text, from, out) {
       CARD_RUN.lastIndex = from;
       let m: RegExpExecArray | null;
@@ -206,7 +232,7 @@ function cardSpan(text: string, s: number, e: number, requireIin: boolean): numb
 // ---- email --------------------------------------------------------------------
 
 const EMAIL =
-  /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.([A-Za-z]{2,24})(?![A-Za-z0-9-]|\.[A-Za-z0-9]|:[^\s])/g;
+  /[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.([A-Za-z]{2,24})(?![A-Za-z0-9-]|\.[A-Za-z0-9]|:[^\s])/y;
 const EMAIL_TAIL = /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}(?:@[A-Za-z0-9.-]{0,253}:?)?$/g;
 /** File extensions that look like TLDs: `icon@2x.png` is a file name. */
 const NOT_TLD = new Set([
@@ -215,16 +241,26 @@ const NOT_TLD = new Set([
   'html', 'htm', 'xml', 'yml', 'yaml', 'lock', 'log', 'ttf', 'woff', 'woff2', 'eot', 'pdf',
 ]);
 
+function isLocalChar(c: number): boolean {
+  return isWord(c) || c === 46 || c === 37 || c === 43 || c === 45;
+}
+
 const emailDetector: Detector = {
   name: 'email',
   priority: 1,
-  mayMatch: (t) => t.length >= 6 && t.indexOf('@') >= 0,
+  mayMatch: (t, st) => st.at > 0 && t.length >= 6,
   candidates(text, from, out) {
-    regexCandidates(EMAIL, text, from, out, 'email', (m) => {
-      const tld = m[1]!.toLowerCase();
-      if (NOT_TLD.has(tld)) return null;
-      return { start: m.index, end: m.index + m[0].length };
-    });
+    // anchored on '@': the local part is the run of local-part characters before it
+    for (let a = text.indexOf('@', from + 1); a >= 0; a = text.indexOf('@', a + 1)) {
+      let p = a;
+      while (p > 0 && isLocalChar(text.charCodeAt(p - 1))) p--;
+      if (p === a || a - p > 64 || p < from) continue;
+      EMAIL.lastIndex = p;
+      const m = EMAIL.exec(text);
+      if (!m || m.index !== p) continue;
+      if (NOT_TLD.has(m[1]!.toLowerCase())) continue;
+      out.push({ start: p, end: p + m[0].length, detector: 'email' });
+    }
   },
   tail: (text, from) => tailByRegex(EMAIL_TAIL, text, from, 64 + 1 + 253),
 };
@@ -237,6 +273,8 @@ const PHONE_INTL =
 /** North American national formats: (415) 555-2671, 415-555-2671, 415.555.2671, 1-800-555-0199. */
 const PHONE_NANP =
   /(?<![A-Za-z0-9_+.-])(?:1[ .-])?(?:\(\d{3}\)[ .-]?\d{3}[ .-]|\d{3}([.-])\d{3}\1)\d{4}(?![A-Za-z0-9_]|[.-]\d)/g;
+/** Every NANP form ends in three digits, a separator and four digits. */
+const NANP_HINT = /\d{3}[ .-]\d{4}/g;
 const PHONE_TAIL = /(?<![A-Za-z0-9_])[+(\d][\d ().-]{0,58}$/g;
 
 function countDigits(s: string): number {
@@ -248,13 +286,16 @@ function countDigits(s: string): number {
 const phoneDetector: Detector = {
   name: 'phone',
   priority: 0,
-  mayMatch: (t) => t.length >= 9 && /\d{3}/.test(t),
+  mayMatch: (t, st) => st.digits >= 8,
   candidates(text, from, out) {
-    regexCandidates(PHONE_INTL, text, from, out, 'phone', (m) => {
-      const n = countDigits(m[0]);
-      return n >= 8 && n <= 15 ? { start: m.index, end: m.index + m[0].length } : null;
-    });
-    regexCandidates(PHONE_NANP, text, from, out, 'phone', (m) => ({ start: m.index, end: m.index + m[0].length }));
+    if (text.indexOf('+', from) >= 0) {
+      regexCandidates(PHONE_INTL, text, from, out, 'phone', (m) => {
+        const n = countDigits(m[0]);
+        return n >= 8 && n <= 15 ? { start: m.index, end: m.index + m[0].length } : null;
+      });
+    }
+    NANP_HINT.lastIndex = from;
+    if (NANP_HINT.test(text)) regexCandidates(PHONE_NANP, text, from, out, 'phone', (m) => ({ start: m.index, end: m.index + m[0].length }));
   },
   tail: (text, from) => tailByRegex(PHONE_TAIL, text, from, 60),
 };
@@ -272,7 +313,7 @@ function ssnValid(area: string, group: string, serial: string): boolean {
 const ssnDetector: Detector = {
   name: 'ssn',
   priority: 3,
-  mayMatch: (t) => t.length >= 11 && /\d{3}[- ]\d\d[- ]\d{4}/.test(t),
+  mayMatch: (t, st) => st.digits >= 9 && t.length >= 11,
   candidates(text, from, out) {
     regexCandidates(SSN, text, from, out, 'ssn', (m) =>
       ssnValid(m[1]!, m[3]!, m[4]!) ? { start: m.index, end: m.index + m[0].length } : null,
@@ -312,7 +353,7 @@ export function ibanMod97Valid(iban: string): boolean {
 const ibanDetector: Detector = {
   name: 'iban',
   priority: 5,
-  mayMatch: (t) => t.length >= 15 && /[A-Z]{2}\d\d/.test(t),
+  mayMatch: (t, st) => st.upper >= 2 && st.digits >= 2 && t.length >= 15,
   candidates(text, from, out) {
     IBAN_START.lastIndex = from;
     let m: RegExpExecArray | null;
@@ -392,20 +433,38 @@ const CLOUD_TOKEN = new RegExp(
   'g',
 );
 /** AWS secret access key: 40 base64 characters, only with its name in front of it. */
-const AWS_SECRET =
-  /(?<=(?:secret_?access_?key|aws_secret_key)["']?[ \t]{0,8}[:=][ \t]{0,8}["']?)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])/gi;
+const AWS_SECRET_NAME = /secret_?access_?key|aws_secret_key/gi;
+const AWS_SECRET_VALUE = /["']?[ \t]{0,8}[:=][ \t]{0,8}["']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/y;
+/** Literal starts of the tokens above: cheap to find, then verified with CLOUD_TOKEN. */
+const CLOUD_TOKEN_HINT = /A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA|SCA|Iza)|gh[pousr]_|github_pat_|xox[abposr]-|[sr]k_live_/g;
 /** Any token start follows a non-alphanumeric character; the rest is token characters. */
 const CLOUD_KEY_TAIL = /(?<![A-Za-z0-9])[A-Za-z0-9_/+-]{1,300}$/g;
-const CLOUD_HINT = /A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|ROA|PKA|SCA|Iza)|gh[pousr]_|github_pat_|xox[abposr]-|[sr]k_live_|secret_?access_?key|aws_secret_key/i;
 
 const cloudKeyDetector: Detector = {
   name: 'cloud_key',
   priority: 7,
-  mayMatch: (t) => t.length >= 20 && CLOUD_HINT.test(t),
+  mayMatch: (t) => t.length >= 20,
   candidates(text, from, out) {
-    const span = (m: RegExpExecArray) => ({ start: m.index, end: m.index + m[0].length });
-    regexCandidates(CLOUD_TOKEN, text, from, out, 'cloud_key', span);
-    regexCandidates(AWS_SECRET, text, from, out, 'cloud_key', span);
+    CLOUD_TOKEN_HINT.lastIndex = from;
+    let h: RegExpExecArray | null;
+    while ((h = CLOUD_TOKEN_HINT.exec(text)) !== null) {
+      CLOUD_TOKEN.lastIndex = h.index;
+      const m = CLOUD_TOKEN.exec(text);
+      if (m && m.index === h.index) out.push({ start: m.index, end: m.index + m[0].length, detector: 'cloud_key' });
+      CLOUD_TOKEN_HINT.lastIndex = h.index + 1;
+    }
+    // the name may sit in the left context (before `from`); the value must start at or after it
+    AWS_SECRET_NAME.lastIndex = Math.max(0, from - 64);
+    let n: RegExpExecArray | null;
+    while ((n = AWS_SECRET_NAME.exec(text)) !== null) {
+      AWS_SECRET_VALUE.lastIndex = n.index + n[0].length;
+      const v = AWS_SECRET_VALUE.exec(text);
+      if (v) {
+        const start = v.index + v[0].length - v[1]!.length;
+        if (start >= from) out.push({ start, end: start + 40, detector: 'cloud_key' });
+      }
+      AWS_SECRET_NAME.lastIndex = n.index + 1;
+    }
   },
   tail: (text, from) => tailByRegex(CLOUD_KEY_TAIL, text, from, 300),
 };
@@ -508,8 +567,9 @@ export function detectorByName(name: DetectorName, opts?: DetectorOptions): Dete
  */
 export function findMatches(text: string, detectors: readonly Detector[], from = 0): Match[] {
   let cands: Match[] | null = null;
+  const st = textStats(text);
   for (const d of detectors) {
-    if (!d.mayMatch(text)) continue;
+    if (!d.mayMatch(text, st)) continue;
     cands ??= [];
     d.candidates(text, from, cands);
   }
