@@ -21,14 +21,20 @@ export class ControlPlaneHttp {
     return typeof this.opts.token === 'string' ? this.opts.token : await this.opts.token();
   }
 
+  /** The whole exchange, token acquisition included, is bounded by timeoutMs. */
   async request<T>(method: string, path: string, body?: unknown, timeoutMs = this.opts.timeoutMs ?? 5000): Promise<T> {
+    const signal = AbortSignal.timeout(timeoutMs);
     let res: Response;
     try {
+      const token = await Promise.race([
+        this.token(),
+        new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error('timed out getting a service token')), { once: true })),
+      ]);
       res = await fetch(this.url + path, {
         method,
-        headers: { authorization: `Bearer ${await this.token()}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(timeoutMs),
+        signal,
       });
     } catch (e) {
       throw new TaskgateError('unavailable', `control plane ${this.url} unreachable: ${errorMessage(e)}`);
