@@ -10,7 +10,7 @@ import { errorMessage } from '../../core/errors.ts';
 import type { GateOutcome, HoldNotice } from '../../core/gate.ts';
 import type { SshRequest } from '../../core/policy-contract.ts';
 import { LineDiscipline, type LineEvent } from './line-discipline.ts';
-import { relayInput, relayOutput, type StreamMasker } from './relay.ts';
+import { PTY_IDLE_FLUSH_MS, relayInput, relayOutput, type StreamMasker } from './relay.ts';
 import { AsciicastRecorder } from './recording.ts';
 import { execRequest, simpleRequest, subsystemRequest } from './request.ts';
 import { DENIED_EXIT, SIDECAR_ERROR_EXIT, TASK_ENV, type SshConnection } from './server.ts';
@@ -104,9 +104,21 @@ function holdText(n: HoldNotice): string {
 function maskerFor(conn: SshConnection, o: GateOutcome): StreamMasker | undefined {
   if (o.decision.mask.length === 0) return undefined;
   if (!conn.opts.masker) throw new Error('the policy requires output masking but no masker is configured (fail closed)');
-  return conn.opts.masker(o.decision.mask);
+  try {
+    return conn.opts.masker(o.decision.mask);
+  } catch (e) {
+    throw new Error(`output masking cannot be set up (fail closed): ${errorMessage(e)}`);
+  }
 }
 
+/** Masked-value counts of both output streams, merged (never values). */
+function maskCounts(...ms: (StreamMasker | undefined)[]): Record<string, number> | undefined {
+  const out: Record<string, number> = {};
+  for (const m of ms) for (const [k, v] of Object.entries(m?.counts() ?? {})) out[k] = (out[k] ?? 0) + v;
+  return Object.keys(out).length ? out : undefined;
+}
+
+/** The title is the request kind only: command text may hold values that output masking would have hidden. */
 function startRecorder(conn: SshConnection, st: SessionState, channel: number, title: string): AsciicastRecorder | undefined {
   if (!conn.opts.recordings) return undefined;
   const env: Record<string, string> = { SHELL: '/bin/sh', ...(st.pty?.term ? { TERM: st.pty.term } : {}) };
@@ -119,7 +131,12 @@ function startRecorder(conn: SshConnection, st: SessionState, channel: number, t
   return st.recorder;
 }
 
-function commandEvent(conn: SshConnection, o: Outcome, req: SshRequest, extra: { exit_status: number | string; bytes_out: number; bytes_in: number; started: number; channel: number }): void {
+function commandEvent(
+  conn: SshConnection,
+  o: Outcome,
+  req: SshRequest,
+  extra: { exit_status: number | string; bytes_out: number; bytes_in: number; started: number; channel: number; masked?: Record<string, number> | undefined },
+): void {
   const id = conn.identity!;
   const g = 'decision_id' in o ? o : undefined;
   conn.audit.emit({
@@ -137,6 +154,7 @@ function commandEvent(conn: SshConnection, o: Outcome, req: SshRequest, extra: {
     reasons: g ? g.decision.reasons : [denialText(o)],
     ...(g?.review ? { review_id: g.review.id, approvers: g.review.by } : {}),
     bytes: extra.bytes_out,
+    ...(extra.masked ? { masked: extra.masked } : {}),
     duration_us: Math.round((performance.now() - extra.started) * 1000),
     client_addr: conn.clientAddress,
     details: {
@@ -167,8 +185,10 @@ async function runExec(conn: SshConnection, st: SessionState, ch: ServerChannel,
   const err = (line: string) => ch.stderr.write(line + nl(st));
   const o = await decideWithNotice(conn, st, req, err);
   const counts = { out: { bytes: 0 }, in: { bytes: 0 } };
+  let masker: StreamMasker | undefined;
+  let maskerErr: StreamMasker | undefined;
   const finish = (code: number) => {
-    commandEvent(conn, o, req, { exit_status: code, bytes_out: counts.out.bytes, bytes_in: counts.in.bytes, started, channel });
+    commandEvent(conn, o, req, { exit_status: code, bytes_out: counts.out.bytes, bytes_in: counts.in.bytes, started, channel, masked: maskCounts(masker, maskerErr) });
     ch.exit(code);
     ch.end();
   };
@@ -176,8 +196,6 @@ async function runExec(conn: SshConnection, st: SessionState, ch: ServerChannel,
     err(`${RED}taskgate: denied: ${denialText(o)}${RESET}`);
     return finish(DENIED_EXIT);
   }
-  let masker: StreamMasker | undefined;
-  let maskerErr: StreamMasker | undefined;
   try {
     masker = maskerFor(conn, o);
     maskerErr = maskerFor(conn, o);
@@ -196,14 +214,15 @@ async function runExec(conn: SshConnection, st: SessionState, ch: ServerChannel,
     return finish(SIDECAR_ERROR_EXIT);
   }
   st.upstream = up;
-  const rec = startRecorder(conn, st, channel, command);
+  const rec = startRecorder(conn, st, channel, req.kind);
   const show = (b: Buffer) => {
     conn.bytes.out += b.length;
     rec?.output(b);
   };
   relayInput(ch, up, counts.in);
   const exit = exitOf(up);
-  await Promise.all([relayOutput(up, ch, masker, show, counts.out), relayOutput(up.stderr, ch.stderr, maskerErr, show, counts.out)]);
+  const idle = st.pty ? PTY_IDLE_FLUSH_MS : undefined;
+  await Promise.all([relayOutput(up, ch, masker, show, counts.out, idle), relayOutput(up.stderr, ch.stderr, maskerErr, show, counts.out, idle)]);
   conn.bytes.in += counts.in.bytes;
   const code = await exit;
   await rec?.close();
@@ -314,11 +333,12 @@ async function runShell(conn: SshConnection, st: SessionState, ch: ServerChannel
   });
   ch.once('end', () => lines.close());
   const exit = exitOf(up);
-  await Promise.all([relayOutput(up, ch, masker, show, counts.out), relayOutput(up.stderr, ch.stderr, maskerErr, show, counts.out)]);
+  const idle = st.pty ? PTY_IDLE_FLUSH_MS : undefined;
+  await Promise.all([relayOutput(up, ch, masker, show, counts.out, idle), relayOutput(up.stderr, ch.stderr, maskerErr, show, counts.out, idle)]);
   conn.bytes.in += counts.in.bytes;
   const code = await exit;
   await rec?.close();
-  commandEvent(conn, o, req, { exit_status: code, bytes_out: counts.out.bytes, bytes_in: counts.in.bytes, started, channel });
+  commandEvent(conn, o, req, { exit_status: code, bytes_out: counts.out.bytes, bytes_in: counts.in.bytes, started, channel, masked: maskCounts(masker, maskerErr) });
   ch.exit(code);
   ch.end();
 }

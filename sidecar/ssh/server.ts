@@ -21,7 +21,7 @@ import { handleSession } from './channels.ts';
 import { handleForwards } from './forwards.ts';
 import { loadOrCreateKey } from './keys.ts';
 import { parseKnownHosts } from './known-hosts.ts';
-import type { MaskerFactory } from './relay.ts';
+import { sharedMasker, type MaskerFactory } from './relay.ts';
 import type { RecordingSink } from './recording.ts';
 import { commandSpec } from './request.ts';
 import { connectUpstream, type UpstreamConfig } from './upstream.ts';
@@ -52,7 +52,7 @@ export interface SshProxyOptions {
   listen?: { host?: string; port?: number };
   /** Session recordings (asciicast v2). Omitted: sessions are not recorded. */
   recordings?: RecordingSink;
-  /** Stream masker for output (core/mask). When the policy asks for masking and none is configured, the command is denied. */
+  /** Stream masker for output; default the shared core/mask stream masker (without a hash key: `hash` rules then deny). */
   masker?: MaskerFactory;
   log?: Logger;
   /** Environment variables passed upstream (besides TASKGATE_TASK, which is consumed). Default LANG, LC_*. */
@@ -100,6 +100,7 @@ export async function startSshProxy(opts: SshProxyOptions): Promise<SshProxy> {
     throw new TaskgateError('config_invalid', `upstream known_hosts ${opts.upstream.knownHostsPath} has no entries: the upstream host key must be pinned`);
   }
   const log = opts.log ?? silentLogger;
+  opts = { ...opts, masker: opts.masker ?? sharedMasker() };
   const live = new Set<SshConnection>();
   const server = new ssh2.Server({ hostKeys: [hostKey.private], ...(opts.banner ? { banner: opts.banner } : {}) }, (client, info) => {
     const conn = new SshConnection(opts, upstream, client, info.ip, log);

@@ -112,7 +112,7 @@ export interface SshHarness {
   sshArgs(login: string): string[];
   sshEnv(): NodeJS.ProcessEnv;
   /** Runs the real `ssh` client through the sidecar. */
-  ssh(login: string, args: string[], opts?: { input?: string | Buffer; token?: string; timeoutMs?: number }): Promise<RunResult>;
+  ssh(login: string, args: string[], opts?: { input?: string | Buffer; token?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<RunResult>;
   /** Runs a command directly on the sshd (as the sidecar's upstream account) to inspect the server side. */
   onServer(command: string): Promise<RunResult>;
   stop(): Promise<void>;
@@ -178,7 +178,7 @@ export async function startSshHarness(opts: SshHarnessOptions = {}): Promise<Ssh
       return env;
     };
     const ssh: SshHarness['ssh'] = async (login, args, o = {}) => {
-      let env = sshEnv();
+      let env = { ...sshEnv(), ...o.env };
       if (o.token !== undefined) {
         const alt = join(dir, `askpass-${Math.random().toString(36).slice(2)}.sh`);
         await writeFile(alt, `#!/bin/sh\nprintf '%s\\n' '${o.token.replace(/'/g, '')}'\n`);
