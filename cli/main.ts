@@ -6,6 +6,7 @@ import { registerInjectCommands } from './commands/inject.ts';
 import { registerConnectCommands } from './commands/connect.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerInputCommands } from './commands/input.ts';
+import { registerSshCommands } from './commands/ssh.ts';
 
 /**
  * The taskgate CLI. Each command file registers its commands and calls into
@@ -22,5 +23,6 @@ registerInjectCommands(program);
 registerConnectCommands(program);
 registerAuditCommands(program);
 registerInputCommands(program);
+registerSshCommands(program);
 
 await runCli(program);

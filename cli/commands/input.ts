@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { classifySql } from '../../sidecar/postgres/classify.ts';
 import { TaskgateError } from '../../core/errors.ts';
+import { registerSshInputCommand } from './ssh.ts';
 
 /**
  * `taskgate input <protocol>`: print the `request` block a sidecar builds for
@@ -29,6 +30,7 @@ export function registerInputCommands(program: Command): Command {
       process.stdout.write(JSON.stringify(r.request, null, 2) + '\n');
     });
 
+  registerSshInputCommand(input);
   return input;
 }
 
