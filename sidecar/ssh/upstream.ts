@@ -48,10 +48,13 @@ export function connectUpstream(cfg: UpstreamConfig): Promise<SshClient> {
       privateKey: cfg.privateKey,
       readyTimeout: cfg.readyTimeoutMs ?? 10_000,
       keepaliveInterval: 15_000,
+      // AES in Node's native crypto (ssh2's chacha20 is JavaScript without its optional binding).
+      algorithms: { cipher: ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes256-ctr'] },
       hostVerifier: (key: Buffer) => {
         verdict = verifyHostKey(cfg.knownHosts, cfg.host, cfg.port, blobKeyType(key), key);
         return verdict.ok;
       },
     });
+    c.setNoDelay(true);
   });
 }
