@@ -23,6 +23,7 @@ import { StaticTaskRegistry } from '../core/tasks.ts';
 import { startOidcIssuer } from '../devenv/oidc-issuer.ts';
 import { startSshd } from '../devenv/sshd.ts';
 import { loadOrCreateKey } from '../sidecar/ssh/keys.ts';
+import { FileRecordingSink } from '../sidecar/ssh/recording.ts';
 import { startSshProxy } from '../sidecar/ssh/server.ts';
 import { compileRego } from '../test/support/bundles.ts';
 
@@ -134,7 +135,7 @@ async function main(): Promise<void> {
     const tasks = new StaticTaskRegistry([
       { id: 'BENCH-1', type: 'bench', assignee: 'alice@example.com', reviewers: [], state: 'open', expires_at: new Date(Date.now() + 3600_000).toISOString() },
     ]);
-    const start = async (mask: boolean) => {
+    const start = async (mask: boolean, record = false) => {
       const engine = new PolicyEngine();
       await engine.load(await compileRego(policy(mask)));
       const gate = new Gatekeeper({ engine, tasks, reviews: new InProcessReviews(), audit: new MemoryAuditSink() });
@@ -144,12 +145,14 @@ async function main(): Promise<void> {
         resource: { protocol: 'ssh', name: 'bench', labels: {} },
         hostKeyPath: join(dir, 'sidecar_host'),
         upstream: { host: sshd.host, port: sshd.port, username: sshd.user, privateKeyPath: join(dir, 'upstream_ed25519'), knownHostsPath: knownHosts },
+        ...(record ? { recordings: new FileRecordingSink(join(dir, 'recordings')) } : {}),
       });
       proxies.push(p);
       return p;
     };
     const plain = await start(false);
     const masked = await start(true);
+    const recorded = await start(false, true);
     const common = ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-F', '/dev/null'];
     const viaArgs = (port: number) => ['-p', String(port), '-l', 'alice+BENCH-1', ...common, '-o', 'PreferredAuthentications=keyboard-interactive,password', '-o', 'PubkeyAuthentication=no', '127.0.0.1', `cat ${file}`];
     const directArgs = ['-p', String(sshd.port), '-i', join(dir, 'direct_ed25519'), ...common, '-o', 'BatchMode=yes', '-o', 'Ciphers=aes128-gcm@openssh.com', `${sshd.user}@127.0.0.1`, `cat ${file}`];
@@ -170,6 +173,7 @@ async function main(): Promise<void> {
       await best('direct to sshd (OpenSSH, aes128-gcm)', directArgs),
       await best('via sidecar, masking off', viaArgs(plain.address.port)),
       await best('via sidecar, masking on (card+email)', viaArgs(masked.address.port)),
+      await best('via sidecar, masking off, asciicast recording to a file', viaArgs(recorded.address.port)),
     ];
     const base = results[0]!.mbps;
     console.log(`\n## cat of a ${MB} MB text file (best of ${RUNS})`);

@@ -3,26 +3,19 @@
  * a JSON header line, then `[time, "o"|"i"|"r", data]` event lines. Only what
  * the user was shown is recorded as output, so recordings hold masked output.
  *
- * Recordings go to a RecordingSink (one `append` per line). The audit
- * engineer's core/audit RecordingSink has the same shape and can be passed in;
- * FileRecordingSink keeps `<dir>/<session>.cast` files for a single process.
+ * Recordings go to a core/audit RecordingSink (one `append` per line): the
+ * spool that ships to ClickHouse (SpoolRecordingSink), or FileRecordingSink,
+ * which keeps `<dir>/<session>.cast` files for a single process.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import { readRecording, type RecordingChunk, type RecordingSink } from '../../core/audit/recordings.ts';
+import type { AuditStore } from '../../core/audit/store.ts';
 import { TaskgateError } from '../../core/errors.ts';
 
-export interface RecordingChunk {
-  kind: 'asciicast';
-  seq: number;
-  /** One asciicast line, newline-terminated. */
-  data: string;
-}
-
-export interface RecordingSink {
-  append(sessionId: string, chunk: RecordingChunk): void | Promise<void>;
-}
+export type { RecordingChunk, RecordingSink };
 
 /** Where a finished (or live) recording is read back: `taskgate replay`, the reviewers' player. */
 export interface RecordingSource {
@@ -43,7 +36,22 @@ export class FileRecordingSink implements RecordingSink, RecordingSource {
     return join(this.dir, `${sessionId}.cast`);
   }
 
-  async append(sessionId: string, chunk: RecordingChunk): Promise<void> {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  /** Never throws; lines are written in order. */
+  append(sessionId: string, chunk: RecordingChunk): void {
+    this.tail = this.tail.then(() => this.write(sessionId, chunk)).catch(() => {});
+  }
+
+  writable(): boolean {
+    return true;
+  }
+
+  async flush(): Promise<void> {
+    await this.tail;
+  }
+
+  private async write(sessionId: string, chunk: RecordingChunk): Promise<void> {
     this.ready ??= mkdir(this.dir, { recursive: true, mode: 0o700 });
     await this.ready;
     let s = this.open.get(sessionId);
@@ -52,11 +60,12 @@ export class FileRecordingSink implements RecordingSink, RecordingSource {
       s.on('error', () => {});
       this.open.set(sessionId, s);
     }
-    s.write(chunk.data);
+    if (!s.write(chunk.data)) await new Promise<void>((r) => s.once('drain', () => r()));
   }
 
   /** Flushes and closes a session's file. */
   async finish(sessionId: string): Promise<void> {
+    await this.tail;
     const s = this.open.get(sessionId);
     if (!s) return;
     this.open.delete(sessionId);
@@ -64,6 +73,7 @@ export class FileRecordingSink implements RecordingSink, RecordingSource {
   }
 
   async asciicast(sessionId: string): Promise<string> {
+    await this.tail;
     try {
       return await readFile(this.path(sessionId), 'utf8');
     } catch (e) {
@@ -71,6 +81,17 @@ export class FileRecordingSink implements RecordingSink, RecordingSource {
       throw e;
     }
   }
+}
+
+/** Recordings shipped to the audit store (ClickHouse / chDB): the reviewers' player reads them here. */
+export function storeRecordingSource(store: AuditStore): RecordingSource {
+  return {
+    asciicast: async (sessionId) => {
+      const chunks = await readRecording(store, sessionId, 'asciicast');
+      if (chunks.length === 0) throw new TaskgateError('not_found', `no recording for session ${sessionId}`);
+      return chunks.map((c) => c.data).join('');
+    },
+  };
 }
 
 export interface CastHeader {
@@ -86,7 +107,6 @@ export class AsciicastRecorder {
   private readonly t0: bigint;
   private readonly out = new StringDecoder('utf8');
   private readonly inp = new StringDecoder('utf8');
-  private tail: Promise<void> = Promise.resolve();
   private closed = false;
 
   constructor(
@@ -111,13 +131,13 @@ export class AsciicastRecorder {
     this.event('r', `${width}x${height}`);
   }
 
-  /** Waits for every line to reach the sink. */
+  /** Ends the recording (flushing a partial UTF-8 sequence) and waits for the sink. */
   async close(): Promise<void> {
-    if (this.closed) return this.tail;
+    if (this.closed) return;
     const rest = this.out.end();
     if (rest) this.event('o', rest);
     this.closed = true;
-    return this.tail;
+    await this.sink.flush().catch(() => {});
   }
 
   private event(code: 'o' | 'i' | 'r', data: string): void {
@@ -128,7 +148,11 @@ export class AsciicastRecorder {
 
   private line(text: string): void {
     const chunk: RecordingChunk = { kind: 'asciicast', seq: this.seq++, data: text + '\n' };
-    this.tail = this.tail.then(() => this.sink.append(this.sessionId, chunk)).catch(() => {});
+    try {
+      this.sink.append(this.sessionId, chunk);
+    } catch {
+      // a sink never throws; a broken one must not take the session down
+    }
   }
 }
 
