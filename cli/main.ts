@@ -7,6 +7,9 @@ import { registerConnectCommands } from './commands/connect.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerInputCommands } from './commands/input.ts';
 import { registerSshCommands } from './commands/ssh.ts';
+import { registerTaskCommands } from './commands/task.ts';
+import { registerReviewCommands } from './commands/review.ts';
+import { registerControlPlaneCommands } from './commands/control-plane.ts';
 
 /**
  * The taskgate CLI. Each command file registers its commands and calls into
@@ -24,5 +27,8 @@ registerConnectCommands(program);
 registerAuditCommands(program);
 registerInputCommands(program);
 registerSshCommands(program);
+registerTaskCommands(program);
+registerReviewCommands(program);
+registerControlPlaneCommands(program);
 
 await runCli(program);

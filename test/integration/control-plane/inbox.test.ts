@@ -107,7 +107,7 @@ describe('web inbox in Chromium approves a held psql statement', () => {
     const shown = (await card.locator('.command').textContent()) ?? '';
     assert.match(shown, /INSERT INTO items/);
     assert.doesNotMatch(shown, /approved-from-inbox/, 'literals are masked for reviewers');
-    await page.waitForFunction(() => /WEB-1 · data-fix · assignee alice@example\.com · Fix item names/.test(document.querySelector('#reviews .task')?.textContent ?? ''));
+    await card.locator('.task', { hasText: 'WEB-1 · data-fix · assignee alice@example.com · Fix item names' }).waitFor();
     assert.match((await card.locator('.reasons').textContent()) ?? '', /writes need the task reviewer/);
     assert.equal(await page.textContent('#count'), '1');
     await card.locator('.reason').fill('checked the row');
