@@ -102,10 +102,12 @@ function holdText(n: HoldNotice): string {
 
 /** The masker for a decision; undefined when no masking is asked. Throws when masking is asked but unavailable. */
 function maskerFor(conn: SshConnection, o: GateOutcome): StreamMasker | undefined {
-  if (o.decision.mask.length === 0) return undefined;
+  // Column and field rules select PostgreSQL columns / JSON paths: a byte stream has only detectors.
+  const rules = o.decision.mask.filter((r) => r.detector !== undefined);
+  if (rules.length === 0) return undefined;
   if (!conn.opts.masker) throw new Error('the policy requires output masking but no masker is configured (fail closed)');
   try {
-    return conn.opts.masker(o.decision.mask);
+    return conn.opts.masker(rules);
   } catch (e) {
     throw new Error(`output masking cannot be set up (fail closed): ${errorMessage(e)}`);
   }

@@ -284,7 +284,21 @@ export class SshConnection {
       });
       return { refused: bound.reason };
     }
-    return this.opts.gate.decide(this.sessionContext(), commandSpec(req), opts);
+    const o = await this.opts.gate.decide(this.sessionContext(), commandSpec(req), opts);
+    if (o.allowed) this.applyTtl(o.decision.obligations.session_ttl_s);
+    return o;
+  }
+
+  private ttlArmed = false;
+
+  /** Obligation `session_ttl_s`: the connection ends that long after it started (the first allowed decision arms it). */
+  private applyTtl(ttl: number | undefined): void {
+    if (this.ttlArmed || typeof ttl !== 'number' || !(ttl > 0)) return;
+    this.ttlArmed = true;
+    const left = this.startedAt.getTime() + ttl * 1000 - Date.now();
+    const t = setTimeout(() => this.end(`session_ttl_s ${ttl} reached`), Math.max(0, left));
+    t.unref();
+    this.timers.push(t);
   }
 
   /** The upstream connection, opened on first use. A refused host key is audited. */

@@ -120,6 +120,9 @@ export interface SshHarness {
 
 export interface SshHarnessOptions {
   policy?: string;
+  /** A compiled bundle (e.g. the reference policies) instead of `policy`. */
+  bundle?: Buffer;
+  tasks?: TaskRecord[];
   proxy?: Partial<SshProxyOptions>;
   /** Write this as the upstream known_hosts instead of the real pin. */
   knownHosts?: (sshd: SshdServer) => string;
@@ -132,8 +135,8 @@ export async function startSshHarness(opts: SshHarnessOptions = {}): Promise<Ssh
   const issuer = await startOidcIssuer();
   try {
     const engine = new PolicyEngine();
-    await engine.load(await compileRego(opts.policy ?? SSH_POLICY));
-    const tasks = new StaticTaskRegistry([
+    await engine.load(opts.bundle ?? (await compileRego(opts.policy ?? SSH_POLICY)));
+    const tasks = new StaticTaskRegistry(opts.tasks ?? [
       task('OPS-1', 'ops'),
       task('SUP-1', 'support'),
       task('FT-1', 'file-transfer'),
