@@ -77,9 +77,22 @@ export class CatalogResolver {
     return true;
   }
 
-  async load(oids: number[]): Promise<void> {
-    const want = [...new Set(oids)].filter((o) => !this.known([o]));
-    if (!want.length) return;
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  /** Loads the relations of `oids` (concurrent callers asking for the same set share one query). */
+  load(oids: number[]): Promise<void> {
+    const want = [...new Set(oids)].filter((o) => !this.known([o])).sort((a, b) => a - b);
+    if (!want.length) return Promise.resolve();
+    const key = want.join(',');
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.fetch(want).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private async fetch(want: number[]): Promise<void> {
     let client: pg.Client;
     try {
       client = await this.connect();

@@ -111,7 +111,6 @@ export class PgSession {
   private blocked = false;
   private closed = false;
   private txStatus: 'I' | 'T' | 'E' = 'I';
-  private readonly abort = new AbortController();
   private outBuf: Buffer | undefined;
   private outStart = 0;
   private outEnd = 0;
@@ -149,11 +148,15 @@ export class PgSession {
 
   /** A CancelRequest for this session: stop a held review, and cancel the running statement upstream. */
   cancel(): void {
-    this.holdAbort?.abort();
+    // Aborting the hold signal cancels a pending review (the statement is then denied); later holds get a fresh signal.
+    const h = this.holds;
+    this.holds = new AbortController();
+    h.abort();
     this.deps.cancelUpstream().catch((e) => this.deps.log.warn('cancel request to upstream failed', { error: errorMessage(e) }));
   }
 
-  private holdAbort: AbortController | undefined;
+  /** Aborted by a CancelRequest or the end of the session: ends a statement's review hold. */
+  private holds = new AbortController();
 
   // ---------------------------------------------------------------- client side
 
@@ -308,29 +311,20 @@ export class PgSession {
       text: sts.length === 1 ? sts[0]!.text : sts.map((s) => s.text).join('; '),
       fingerprint: sts.length === 1 ? sts[0]!.fingerprint : sts.map((s) => s.fingerprint).join(';'),
     };
-    const hold = new AbortController();
-    this.holdAbort = hold;
-    const onClose = () => hold.abort();
-    this.abort.signal.addEventListener('abort', onClose, { once: true });
-    try {
-      const outcome = await this.deps.gate.decide(this.ctx, spec, {
-        signal: hold.signal,
-        onHold: (n) => {
-          this.client.write(
-            noticeResponse({
-              severity: 'NOTICE',
-              code: '00000',
-              message: `taskgate: statement held for review ${n.review_id} (task ${this.ctx.task_id}); waiting for approval by ${n.approvers.join(', ') || 'a reviewer'} until ${n.expires_at}`,
-              detail: n.reasons.join('; '),
-            }),
-          );
-        },
-      });
-      return { analyzed, spec, outcome };
-    } finally {
-      this.abort.signal.removeEventListener('abort', onClose);
-      this.holdAbort = undefined;
-    }
+    const outcome = await this.deps.gate.decide(this.ctx, spec, {
+      signal: this.holds.signal,
+      onHold: (n) => {
+        this.client.write(
+          noticeResponse({
+            severity: 'NOTICE',
+            code: '00000',
+            message: `taskgate: statement held for review ${n.review_id} (task ${this.ctx.task_id}); waiting for approval by ${n.approvers.join(', ') || 'a reviewer'} until ${n.expires_at}`,
+            detail: n.reasons.join('; '),
+          }),
+        );
+      },
+    });
+    return { analyzed, spec, outcome };
   }
 
   private newRun(decided: Decided | undefined): Run {
@@ -802,8 +796,7 @@ export class PgSession {
   private close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.abort.abort();
-    this.holdAbort?.abort();
+    this.holds.abort();
     this.deps.log.debug('session closed', { session: this.ctx.id, reason });
     if (!this.client.destroyed) this.client.end();
     if (!this.up.destroyed) this.up.end();
