@@ -50,17 +50,34 @@ well_formed if {
 	is_string(input.request.path)
 }
 
-verdicts := (postgres.verdicts | ssh.verdicts) | http.verdicts
+# Only the request's protocol's rules are evaluated (the others would each
+# check `handled` and fail, at a cost on every request).
+verdicts := postgres.verdicts if {
+	input.resource.protocol == "postgres"
+} else := ssh.verdicts if {
+	input.resource.protocol == "ssh"
+} else := http.verdicts if {
+	input.resource.protocol == "http"
+} else := set()
 
 denials := {v.reason | some v in verdicts; v.effect == "deny"}
 
 reviews := {v.reason | some v in verdicts; v.effect == "review"}
 
-handled if postgres.handled
+handled if {
+	input.resource.protocol == "postgres"
+	postgres.handled
+}
 
-handled if ssh.handled
+handled if {
+	input.resource.protocol == "ssh"
+	ssh.handled
+}
 
-handled if http.handled
+handled if {
+	input.resource.protocol == "http"
+	http.handled
+}
 
 mask := object.get(lib.task_type, "mask", [])
 

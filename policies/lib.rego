@@ -11,7 +11,7 @@ consts := data.constants
 who := concat("", ["task ", str(input.task.id), " (", str(input.task.type), ")"])
 
 # How an effect reads in a reason.
-effect_words := consts.effect_words
+effect_words := {"deny": "is not allowed", "review": "needs review", "allow": "is allowed"}
 
 # Reasons are built with concat, not sprintf: opa-wasm runs sprintf in
 # JavaScript, a JSON round trip of ~4 µs per call, while concat is native.

@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics.ts';
 import { DECISION_ENTRYPOINT, denyDecision, type Decision, type EvaluatedDecision } from '../policy-contract.ts';
 import { parseBundle, type PolicyBundle } from './bundle.ts';
 import { validateDecision } from './decision-schema.ts';
+import { fastEvaluator, type FastEvaluate } from './fast-eval.ts';
 import { hostBuiltins, type Clock } from './host-builtins.ts';
 
 export const NO_POLICY_REASON = 'no policy loaded';
@@ -30,12 +31,19 @@ export interface EngineOptions {
    * boolean or an object); fail-closed semantics are the same.
    */
   decisionAdapter?: (raw: unknown) => Decision | string;
+  /**
+   * Evaluate through the leaner opa_eval call (core/engine/fast-eval.ts) when
+   * the module supports it (default true); false uses LoadedPolicy.evaluate.
+   * Both give the same results; the benchmark compares them.
+   */
+  directEval?: boolean;
 }
 
 interface Loaded {
   policy: LoadedPolicy;
   bundle: PolicyBundle;
-  entrypoint: number | string;
+  entrypoint: number;
+  fast: FastEvaluate | undefined;
   source: string;
   loadedAt: Date;
 }
@@ -67,6 +75,7 @@ export class PolicyEngine extends EventEmitter {
   private readonly log: Logger;
   private readonly metrics: Metrics | undefined;
   private readonly adapt: (raw: unknown) => Decision | string;
+  private readonly directEval: boolean;
 
   constructor(opts: EngineOptions = {}) {
     super();
@@ -76,6 +85,7 @@ export class PolicyEngine extends EventEmitter {
     this.log = opts.log ?? silentLogger;
     this.metrics = opts.metrics;
     this.adapt = opts.decisionAdapter ?? validateDecision;
+    this.directEval = opts.directEval ?? true;
   }
 
   get revision(): string | undefined {
@@ -116,7 +126,8 @@ export class PolicyEngine extends EventEmitter {
       } catch (e) {
         throw new TaskgateError('bundle_invalid', `bundle data could not be loaded into the policy: ${errorMessage(e)}`);
       }
-      this.current = { policy, bundle, entrypoint: eps[this.entrypointName] as number, source, loadedAt: new Date() };
+      const fast = this.directEval ? fastEvaluator(policy) : undefined;
+      this.current = { policy, bundle, entrypoint: eps[this.entrypointName] as number, fast, source, loadedAt: new Date() };
       this.lastError = undefined;
       this.metrics?.bundleLoads.inc({ outcome: 'ok' });
       this.metrics?.bundleInfo.reset();
@@ -148,7 +159,7 @@ export class PolicyEngine extends EventEmitter {
     const t0 = process.hrtime.bigint();
     let raw: unknown;
     try {
-      raw = cur.policy.evaluate(input, cur.entrypoint);
+      raw = cur.fast ? cur.fast(input, cur.entrypoint) : cur.policy.evaluate(input, cur.entrypoint);
     } catch (e) {
       this.log.warn('policy evaluation error', { error: errorMessage(e), revision: cur.bundle.revision });
       return this.count(denyDecision(`policy evaluation error: ${errorMessage(e)}`, cur.bundle.revision), protocol);
