@@ -35,10 +35,14 @@ export function denyError(ctx: SessionContext, statements: PgStatement[], o: Gat
   });
 }
 
-export function limitError(ctx: SessionContext, what: string): Buffer {
+/** Ends a result early: a policy limit (54000) or masking that could not be applied (XX000). */
+export function limitError(ctx: SessionContext, what: string, code = '54000'): Buffer {
+  if (code !== '54000') {
+    return errorResponse({ severity: 'ERROR', code, message: `taskgate ended the result for task ${ctx.task_id}: ${what}` });
+  }
   return errorResponse({
     severity: 'ERROR',
-    code: '54000',
+    code,
     message: `taskgate ended the result: policy limit ${what} for task ${ctx.task_id} reached`,
     hint: 'narrow the query (WHERE / LIMIT) or ask for a task whose policy allows larger results',
   });

@@ -540,9 +540,15 @@ export class PgSession {
     if (!this.deps.masking || !d || d.outcome.decision.mask.length === 0) return;
     const lineage = d.analyzed.statements.length === 1 ? d.analyzed.lineage(0) : undefined;
     const tables = d.spec.request.statements.flatMap((s) => s.tables.map((t) => `${t.schema}.${t.name}`));
-    const r = this.deps.masking.forResult({ fields, rules: d.outcome.decision.mask, lineage, tables });
-    if (r instanceof Promise) return r.then((m) => void (run.masker = m));
-    run.masker = r;
+    // Masking that cannot be set up ends the result (fail closed): no unmasked row leaves.
+    const failed = (e: unknown) => this.cut(run, `masking unavailable: ${errorMessage(e)}`, 'XX000');
+    try {
+      const r = this.deps.masking.forResult({ fields, rules: d.outcome.decision.mask, lineage, tables });
+      if (r instanceof Promise) return r.then((m) => void (run.masker = m), failed);
+      run.masker = r;
+    } catch (e) {
+      failed(e);
+    }
   }
 
   private onRows(run: Run, f: Frame): void {
@@ -553,18 +559,19 @@ export class PgSession {
     run.bytes += raw.length;
     const ob = run.decided?.outcome.decision.obligations;
     if (ob && ((ob.max_rows !== undefined && run.rows > ob.max_rows) || (ob.max_bytes !== undefined && run.bytes > ob.max_bytes))) {
-      this.cut(run, ob.max_rows !== undefined && run.rows > ob.max_rows ? `max_rows ${ob.max_rows}` : `max_bytes ${ob.max_bytes}`);
+      run.rows--;
+      this.cut(run, ob.max_rows !== undefined && run.rows >= ob.max_rows ? `max_rows ${ob.max_rows}` : `max_bytes ${ob.max_bytes}`);
       return;
     }
     this.out(raw);
   }
 
   /** A policy limit was reached: end the result with an error now, stop the server's work, swallow the rest. */
-  private cut(run: Run, what: string): void {
+  private cut(run: Run, what: string, code = '54000'): void {
+    if (run.cut) return;
     run.cut = true;
-    run.rows--;
-    run.error = `result limit reached (${what})`;
-    this.out(limitError(this.ctx, what));
+    run.error = code === '54000' ? `result limit reached (${what})` : what;
+    this.out(limitError(this.ctx, what, code));
     this.cancel();
   }
 
@@ -584,7 +591,7 @@ export class PgSession {
       case B.CopyBoth:
         if (run.decided && run.decided.outcome.decision.mask.length > 0 && !run.cut) {
           // COPY TO STDOUT output is not parsed into columns: with mask rules in force it is refused.
-          this.cut(run, 'COPY TO STDOUT while mask rules apply');
+          this.cut(run, 'COPY TO STDOUT is refused while mask rules apply (its rows would not be masked)', '42501');
           return;
         }
         if (!run.cut) this.out(f.raw);
@@ -637,7 +644,7 @@ export class PgSession {
       case B.CopyOut:
       case B.CopyBoth:
         if (run.decided && run.decided.outcome.decision.mask.length > 0) {
-          this.cut(run, 'COPY TO STDOUT while mask rules apply');
+          this.cut(run, 'COPY TO STDOUT is refused while mask rules apply (its rows would not be masked)', '42501');
           return;
         }
         this.out(f.raw);

@@ -108,6 +108,8 @@ export interface Harness {
 
 export interface HarnessOptions {
   policy?: string;
+  /** A compiled bundle (e.g. the reference policies) instead of `policy`. */
+  policyBundle?: Buffer;
   classify?: SqlClassifier;
   masking?: (pg: PgServer) => ResultMasking;
   proxy?: Partial<PostgresProxyOptions>;
@@ -126,7 +128,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const issuer = await startOidcIssuer();
   try {
     const engine = new PolicyEngine();
-    await engine.load(await compileRego(opts.policy ?? FIXTURE_POLICY));
+    await engine.load(opts.policyBundle ?? (await compileRego(opts.policy ?? FIXTURE_POLICY)));
     const tasks = new StaticTaskRegistry([task('OPS-1', 'data-fix'), task('SUP-1', 'support'), task('LIM-1', 'limited'), task('BOB-1', 'data-fix', { assignee: 'bob@example.com' })]);
     const reviews = new InProcessReviews();
     const audit = new MemoryAuditSink();
