@@ -7,7 +7,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -66,6 +66,11 @@ async function asPgUser(cmd: string, args: string[], env: Record<string, string>
 async function ownByPg(path: string): Promise<void> {
   if (!isRoot()) return;
   await run('chown', ['-R', 'postgres:postgres', path]);
+}
+
+async function postgresIds(): Promise<{ uid: number; gid: number }> {
+  const [u, g] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]);
+  return { uid: Number(u.stdout.trim()), gid: Number(g.stdout.trim()) };
 }
 
 let templatePromise: Promise<string> | undefined;
@@ -131,12 +136,15 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
   };
   await writeFile(join(dataDir, 'postgresql.auto.conf'), Object.entries(conf).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n');
   await ownByPg(root);
-  if (isRoot()) await chown(root, 101, 104).catch(() => undefined);
 
   const args = ['-D', dataDir];
-  const child: ChildProcess = isRoot()
-    ? spawn('runuser', ['-u', 'postgres', '--', join(bin, 'postgres'), ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn(join(bin, 'postgres'), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // As root, run the postmaster itself as the postgres user (no runuser in between), so that
+  // stop() signals reach it directly: SIGINT is PostgreSQL's fast shutdown.
+  const pgIds = isRoot() ? await postgresIds() : undefined;
+  const child: ChildProcess = spawn(join(bin, 'postgres'), args, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    ...(pgIds ? { uid: pgIds.uid, gid: pgIds.gid, env: { ...process.env, HOME: '/var/lib/postgresql' } } : {}),
+  });
   let log = '';
   child.stderr?.on('data', (d: Buffer) => {
     log += d.toString();
@@ -190,6 +198,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Pg
         await exited;
         clearTimeout(t);
       }
+      child.stderr?.destroy();
       await rm(root, { recursive: true, force: true });
     },
   };
