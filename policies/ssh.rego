@@ -167,7 +167,10 @@ program_rule(name) := r if {
 
 args_match(r, _) if not r.args
 
-args_match(r, a) if lib.glob_one(r.args, [], a)
+# Argument globs have no delimiters: `*` spans anything, dots included. (With
+# glob.match's default delimiter ".", "*-exec*" did not match "find . -exec
+# ..." and "status*" did not match "status nginx.service".)
+args_match(r, a) if lib.glob_one(r.args, null, a)
 
 argv0_names_program(p) if p.argv[0] == p.name
 
