@@ -9,7 +9,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
-import Provider from 'oidc-provider';
+import type Provider from 'oidc-provider';
 import { randomUUID } from 'node:crypto';
 import { freePort } from './net.ts';
 
@@ -60,6 +60,37 @@ async function newKey(): Promise<{ priv: JWK; pub: JWK; privateKey: PrivateKey }
   return { priv, pub, privateKey };
 }
 
+/**
+ * oidc-provider prints development warnings (in-memory adapter, dev
+ * interactions, runtime version) on every start. This issuer is development-
+ * only by design, so they are filtered here and nowhere else.
+ */
+async function loadProvider(): Promise<typeof Provider> {
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].includes('oidc-provider WARNING')) return;
+    warn(...args);
+  };
+  try {
+    return (await import('oidc-provider')).default;
+  } finally {
+    console.warn = warn;
+  }
+}
+
+function quietly<T>(f: () => T): T {
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].includes('oidc-provider WARNING')) return;
+    warn(...args);
+  };
+  try {
+    return f();
+  } finally {
+    console.warn = warn;
+  }
+}
+
 export async function startOidcIssuer(
   opts: { users?: IssuerUser[]; clients?: IssuerClient[]; audience?: string; accessTokenTtlSec?: number; port?: number } = {},
 ): Promise<OidcIssuer> {
@@ -76,8 +107,9 @@ export async function startOidcIssuer(
   const spare = await newKey(); // never published: forged signatures
   const ttl = opts.accessTokenTtlSec ?? 3600;
 
+  const ProviderClass = await loadProvider();
   const makeProvider = () => {
-    const p = new Provider(issuer, {
+    const p = quietly(() => new ProviderClass(issuer, {
       clients: [
         {
           client_id: 'taskgate-cli',
@@ -150,7 +182,7 @@ export async function startOidcIssuer(
       },
       pkce: { required: () => false },
       ttl: { AccessToken: ttl, ClientCredentials: ttl, DeviceCode: 600, Grant: 3600, Session: 3600, Interaction: 600, RefreshToken: 86400 },
-    } as never);
+    } as never));
     p.proxy = false;
     return p;
   };
