@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { serialize } from 'pg-protocol';
+import { decodeDataRow } from '../../../sidecar/postgres/codec/backend.ts';
 import { startHarness, type Harness } from './harness.ts';
+import { rawSession } from './raw-client.ts';
 
 function luhn(digits: string): boolean {
   let sum = 0;
@@ -86,6 +89,27 @@ describe('postgres sidecar: masking and result limits', { timeout: 180_000 }, ()
       assert.doesNotMatch(s, /ann@example\.com/);
     } finally {
       await c.end();
+    }
+  });
+
+  it('extended protocol without Describe: the sidecar describes the portal itself and still masks', async () => {
+    const s = await rawSession(h.proxy.address.port, { user: 'alice', database: 'postgres', options: '-c taskgate.task=SUP-1' }, h.alice);
+    try {
+      const r = await s.roundtrip(
+        Buffer.concat([
+          serialize.parse({ text: 'SELECT card FROM customers WHERE id = $1' }),
+          serialize.bind({ values: ['1'] }),
+          serialize.execute({}),
+          serialize.sync(),
+        ]),
+      );
+      const types = r.raw.map((m) => String.fromCharCode(m[0]!)).join('');
+      assert.equal(types, '12DCZ', 'no RowDescription leaks to a client that did not ask for one');
+      const row = decodeDataRow(r.raw[2]!.subarray(5));
+      assert.notEqual(row[0]!.toString(), '4111111111111111');
+      assert.ok(row[0]!.toString().endsWith('1111'));
+    } finally {
+      s.close();
     }
   });
 
