@@ -24,7 +24,7 @@ import { Gatekeeper } from '../core/gate.ts';
 import type { Authenticator } from '../core/identity/identity.ts';
 import { OidcAuthenticator } from '../core/identity/oidc.ts';
 import { createLogger, type Logger } from '../core/log.ts';
-import { createStreamMasker, compileMaskPlan } from '../core/mask/index.ts';
+import { createStreamMasker, compileMaskPlan, parseHashKey } from '../core/mask/index.ts';
 import { Metrics } from '../core/metrics.ts';
 import { InProcessReviews, type ReviewService } from '../core/reviews.ts';
 import { StaticTaskRegistry, type TaskRegistry } from '../core/tasks.ts';
@@ -156,7 +156,7 @@ export async function startSidecar(config: TaskgateConfig, baseDir: string, deps
       fsync: a.fsync,
       fsyncIntervalMs: a.fsync_interval_ms,
       maxBytes: a.max_spool_bytes,
-      onFull: a.on_full === 'fail_closed' ? ('fail_closed' as const) : ('drop' as const),
+      onFull: a.on_full,
       log: log.child({ component: 'audit' }),
     };
     const audit = await SpoolAuditSink.open({ dir: join(spoolDir, 'events'), ...spoolOpts });
@@ -185,7 +185,8 @@ export async function startSidecar(config: TaskgateConfig, baseDir: string, deps
     const gate = new Gatekeeper({ engine, tasks, reviews, audit, log: log.child({ component: 'gate' }), metrics });
 
     // ---- masking ---------------------------------------------------------------------
-    const hashKey = (await readSecret(baseDir, config.masking.hash_key_file, 'the masking hash key')) ?? randomBytes(32).toString('hex');
+    const hashKey = (await readSecret(baseDir, config.masking.hash_key_file, 'the masking hash key')) ?? `hex:${randomBytes(32).toString('hex')}`;
+    parseHashKey(hashKey); // a bad key fails the start, not every masked query
     if (!config.masking.hash_key_file) log.warn('masking.hash_key_file not set: hash tokens use a random per-process key and do not join across restarts');
 
     // ---- listeners -------------------------------------------------------------------

@@ -56,7 +56,8 @@ export const AuditSection = z.strictObject({
   fsync: z.enum(['always', 'interval', 'none']).default('interval'),
   fsync_interval_ms: duration.default(100),
   max_spool_bytes: z.number().int().positive().default(1024 ** 3),
-  on_full: z.enum(['fail_closed', 'drop_oldest']).default('fail_closed'),
+  /** fail_closed: deny new commands until the spool drains; drop: drop new events (counted in an `error` event). */
+  on_full: z.enum(['fail_closed', 'drop']).default('fail_closed'),
   clickhouse: z
     .strictObject({
       url: z.string().url(),
