@@ -184,9 +184,19 @@ export async function startPostgresProxy(opts: PostgresProxyOptions): Promise<Po
       ...(ctx.client_address ? { client_addr: ctx.client_address } : {}),
     };
     opts.gate.audit.emit({ type: 'session_start', ...base, details: { tls: hs.tls, user: hs.user, database: hs.database, ...(params.replication ? { replication: params.replication } : {}) } });
+    // Access ends with the task (closed / expired) and with the token.
+    const stopTask = opts.gate.tasks.onEnded((ev) => {
+      if (ev.task_id === ctx.task_id) session.fatal('57P01', `taskgate ended the session: task ${ctx.task_id} is ${ev.state}`);
+    });
+    const ttl = id.expires_at_ms === undefined ? undefined : id.expires_at_ms - Date.now();
+    const expiry =
+      ttl === undefined ? undefined : setTimeout(() => session.fatal('57P01', 'taskgate ended the session: the OIDC token expired (reconnect with a fresh token)'), Math.max(0, Math.min(ttl, 2 ** 31 - 1)));
+    expiry?.unref();
     try {
       await session.run();
     } finally {
+      stopTask();
+      if (expiry) clearTimeout(expiry);
       byKey.delete(key);
       live.delete(session);
       opts.gate.audit.emit({

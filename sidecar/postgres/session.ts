@@ -806,7 +806,7 @@ export class PgSession {
     this.holds.abort();
     this.deps.log.debug('session closed', { session: this.ctx.id, reason });
     if (!this.client.destroyed) this.client.end();
-    if (!this.up.destroyed) this.up.end();
+    if (!this.up.destroyed) this.up.end(serialize.end());
     setTimeout(() => {
       this.client.destroy();
       this.up.destroy();

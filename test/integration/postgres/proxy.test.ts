@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { serialize } from 'pg-protocol';
-import { startHarness, type Harness } from './harness.ts';
+import { startHarness, task, type Harness } from './harness.ts';
 
 describe('postgres sidecar: sessions and statements through real PostgreSQL', { timeout: 120_000 }, () => {
   let h: Harness;
@@ -145,6 +145,17 @@ describe('postgres sidecar: sessions and statements through real PostgreSQL', { 
     } finally {
       await c.end();
     }
+  });
+
+  it('closing the task ends its open sessions', async () => {
+    h.tasks.put(task('END-1', 'data-fix'));
+    const c = h.client('END-1');
+    c.on('error', () => undefined);
+    await c.connect();
+    assert.equal((await c.query('SELECT 1 AS x')).rows[0].x, 1);
+    h.tasks.end('END-1', 'closed');
+    await assert.rejects(c.query('SELECT 1'), /task END-1 is closed|Connection terminated/);
+    await c.end().catch(() => undefined);
   });
 
   it('refuses: a bad token (28P01), no task id (28000), a task of someone else (42501 per statement)', async () => {
