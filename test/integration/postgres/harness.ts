@@ -122,6 +122,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       { name: 'taskgate_svc', password: 'svc-secret', method: 'scram-sha-256', superuser: true },
       // For raw direct sessions in tests (cleartext password method).
       { name: 'direct_pw', password: 'direct-secret', method: 'password', superuser: true },
+      { name: 'md5_user', password: 'md5-secret', method: 'md5', superuser: true },
     ],
     ...opts.pgUsers,
   });
