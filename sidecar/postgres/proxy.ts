@@ -15,6 +15,7 @@ import { silentLogger, type Logger } from '../../core/log.ts';
 import type { PgStatement } from '../../core/policy-contract.ts';
 import type { SqlClassifier } from './classifier-port.ts';
 import { backendKeyData, errorResponse, parameterStatus, readyForQuery, authenticationOk } from './codec/backend.ts';
+import { sessionFields } from './audit-events.ts';
 import { createSqlClassifier } from './classifier.ts';
 import type { ResultMasking } from './masking-port.ts';
 import { createResultMasking } from './masking-rows.ts';
@@ -172,18 +173,8 @@ export async function startPostgresProxy(opts: PostgresProxyOptions): Promise<Po
 
     const started = performance.now();
     const id = ctx.identity;
-    const base = {
-      session_id: ctx.id,
-      task_id: ctx.task_id,
-      subject: id.subject,
-      groups: id.groups,
-      identity_type: id.type,
-      ...(id.acting_for ? { acting_for: id.acting_for } : {}),
-      resource: ctx.resource.name,
-      protocol: 'postgres',
-      ...(ctx.client_address ? { client_addr: ctx.client_address } : {}),
-    };
-    opts.gate.audit.emit({ type: 'session_start', ...base, details: { tls: hs.tls, user: hs.user, database: hs.database, ...(params.replication ? { replication: params.replication } : {}) } });
+    const base = sessionFields(ctx);
+    opts.gate.audit.emit({ ...base, details: { tls: hs.tls, user: hs.user, database: hs.database, ...(params.replication ? { replication: params.replication } : {}) } });
     // Access ends with the task (closed / expired) and with the token.
     const stopTask = opts.gate.tasks.onEnded((ev) => {
       if (ev.task_id === ctx.task_id) session.fatal('57P01', `taskgate ended the session: task ${ctx.task_id} is ${ev.state}`);
@@ -200,8 +191,8 @@ export async function startPostgresProxy(opts: PostgresProxyOptions): Promise<Po
       byKey.delete(key);
       live.delete(session);
       opts.gate.audit.emit({
-        type: 'session_end',
         ...base,
+        type: 'session_end',
         duration_us: Math.round((performance.now() - started) * 1000),
         details: { statements: session.statementCount },
       });

@@ -6,7 +6,6 @@
  * at policy limits, and audited). Unmodified bytes are forwarded untouched.
  */
 import { serialize } from 'pg-protocol';
-import type { AuditEventInput } from '../../core/audit/event.ts';
 import { errorMessage } from '../../core/errors.ts';
 import type { GateOutcome, Gatekeeper, SessionContext } from '../../core/gate.ts';
 import type { Logger } from '../../core/log.ts';
@@ -25,6 +24,7 @@ import {
 } from './codec/backend.ts';
 import { ProtocolError, type Frame, type FrameReader } from './codec/framing.ts';
 import { decodeBind, decodeExecute, decodeFunctionCall, decodeParse, decodeQuery, decodeTarget, F } from './codec/frontend.ts';
+import { commandEvent } from './audit-events.ts';
 import { denyError, DENY_SQL, limitError } from './deny.ts';
 import type { ResultMasker, ResultMasking } from './masking-port.ts';
 import type { Duplex } from './message-pump.ts';
@@ -741,39 +741,7 @@ export class PgSession {
     this.statements++;
     const s = this.ctx;
     const o = d.outcome;
-    const ev: AuditEventInput = {
-      type: 'command',
-      session_id: s.id,
-      task_id: s.task_id,
-      task_type: o.task?.type ?? '',
-      subject: s.identity.subject,
-      groups: s.identity.groups,
-      identity_type: s.identity.type,
-      resource: s.resource.name,
-      protocol: 'postgres',
-      command: d.spec.text,
-      fingerprint: d.spec.fingerprint,
-      decision: o.decision.result,
-      reasons: o.decision.reasons,
-      policy_revision: o.decision.policy_revision,
-      rows: run.rows,
-      bytes: run.bytes,
-      masked: run.masked,
-      duration_us: Math.round((performance.now() - run.started) * 1000),
-      details: {
-        decision_id: o.decision_id,
-        message: d.spec.request.message,
-        commands: d.spec.request.statements.map((x) => x.command),
-        ...(run.error ? { error: run.error } : {}),
-        ...(o.held_ms ? { held_ms: o.held_ms } : {}),
-      },
-    };
-    if (s.identity.acting_for) ev.acting_for = s.identity.acting_for;
-    if (o.review) {
-      ev.review_id = o.review.id;
-      ev.approvers = o.review.by;
-    }
-    if (s.client_address) ev.client_addr = s.client_address;
+    const ev = commandEvent(s, d.spec, o, run);
     this.deps.gate.audit.emit(ev);
     if (this.deps.recordings) {
       const rec: TranscriptRecord = { ts: new Date().toISOString(), kind: 'statement', text: d.spec.text, decision: o.decision.result, rows: run.rows, bytes: run.bytes };
