@@ -14,7 +14,10 @@ const GRPC_UNAUTHENTICATED = 16;
 
 export function checkResponse(r: AuthzResult): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  if (r.dynamic_metadata) out.dynamicMetadata = jsonToStruct(r.dynamic_metadata);
+  if (r.allowed) {
+    // Envoy stores this under envoy.filters.http.ext_authz; forwarded to ext_proc it carries the mask rules.
+    out.dynamicMetadata = jsonToStruct({ ...r.dynamic_metadata, taskgate_decision_id: r.decision_id, taskgate_mask: JSON.stringify(r.mask) });
+  } else if (r.dynamic_metadata) out.dynamicMetadata = jsonToStruct(r.dynamic_metadata);
   if (r.allowed) {
     out.status = { code: GRPC_OK };
     const ok: Record<string, unknown> = { headers: headerOptions(r.set_headers), headersToRemove: r.remove_headers };

@@ -7,6 +7,7 @@ import { silentLogger } from '../core/log.ts';
 import { HttpAuthorizer, type HttpAuthorizerOptions } from '../sidecar/http/authorize.ts';
 import { checkInput } from './check-input.ts';
 import { checkResponse } from './check-response.ts';
+import { MaskPlans, processHandler, type ExtProcOptions } from './ext-proc.ts';
 import { envoyServices } from './protos.ts';
 
 /**
@@ -31,6 +32,8 @@ export interface ExtAuthzOptions extends HttpAuthorizerOptions {
   maxHoldMs?: number;
   /** Answer this long before Envoy's deadline so the answer arrives in time. Default 10 ms. */
   deadlineMarginMs?: number;
+  /** ext_proc response masking (served on the same port). */
+  extProc?: ExtProcOptions;
 }
 
 export interface ExtAuthzHandle {
@@ -49,10 +52,12 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
   const log = opts.log ?? silentLogger;
   const services = envoyServices();
   const authorizer = new HttpAuthorizer(opts);
+  const plans = new MaskPlans();
   const maxHold = opts.maxHoldMs ?? 25_000;
   const margin = opts.deadlineMarginMs ?? 10;
   const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
 
+  server.addService(services.externalProcessor, { Process: processHandler({ authorizer, plans, log, ...opts.extProc }) });
   server.addService(services.authorization, {
     Check: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const ac = new AbortController();
@@ -78,6 +83,7 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
       pending.then(
         (r) => {
           if (ac.signal.aborted) return;
+          if (r.allowed) plans.put(r);
           callback(null, checkResponse(r));
         },
         (e: unknown) => callback({ code: grpcStatus.INTERNAL, details: errorMessage(e) }),
@@ -136,6 +142,7 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
     close: async () => {
       engine.off('loaded', setHealth);
       authorizer.close();
+      plans.clear();
       // Open ext_proc streams would keep a graceful shutdown waiting: give them a moment, then cut.
       await new Promise<void>((r) => {
         const t = setTimeout(() => (server.forceShutdown(), r()), 1000);

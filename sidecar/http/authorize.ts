@@ -225,7 +225,7 @@ export class HttpAuthorizer {
       query_remove: envoy?.query_parameters_to_remove ?? [],
       forward_target,
       resource,
-      mask: o.decision.mask,
+      mask: resource.kubernetes ? kubernetesMaskRules(o.decision.mask) : o.decision.mask,
       session,
     };
     if (typeof o.decision.obligations.max_bytes === 'number') r.max_bytes = o.decision.obligations.max_bytes;
@@ -266,6 +266,22 @@ export class HttpAuthorizer {
   close(): void {
     this.decider.close();
   }
+}
+
+/**
+ * For a Kubernetes API, a field rule is about each object, however it is
+ * fetched: `data.*` also masks `items[*].data.*` (lists) and `object.data.*`
+ * (watch events).
+ */
+export function kubernetesMaskRules(rules: MaskRule[]): MaskRule[] {
+  const out: MaskRule[] = [];
+  for (const r of rules) {
+    out.push(r);
+    if (r.field && !r.field.startsWith('items[') && !r.field.startsWith('object.')) {
+      out.push({ ...r, field: `items[*].${r.field}` }, { ...r, field: `object.${r.field}` });
+    }
+  }
+  return out;
 }
 
 function resourceInput(r: HttpResource): ResourceInput {
