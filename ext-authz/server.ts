@@ -30,7 +30,10 @@ export interface ExtAuthzOptions extends HttpAuthorizerOptions {
   metricsPort?: number;
   /** Longest review hold when Envoy sends no deadline. Default 25 s. */
   maxHoldMs?: number;
-  /** Answer this long before Envoy's deadline so the answer arrives in time. Default 10 ms. */
+  /**
+   * Answer this long before Envoy's deadline so the answer arrives in time.
+   * Default: 10% of the time left, at least 20 ms and at most 250 ms.
+   */
   deadlineMarginMs?: number;
   /** ext_proc response masking (served on the same port). */
   extProc?: ExtProcOptions;
@@ -54,7 +57,7 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
   const authorizer = new HttpAuthorizer(opts);
   const plans = new MaskPlans();
   const maxHold = opts.maxHoldMs ?? 25_000;
-  const margin = opts.deadlineMarginMs ?? 10;
+  const marginFor = (left: number) => opts.deadlineMarginMs ?? Math.min(250, Math.max(20, left * 0.1));
   const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
 
   server.addService(services.externalProcessor, { Process: processHandler({ authorizer, plans, log, ...opts.extProc }) });
@@ -64,7 +67,8 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
       call.on('cancelled', () => ac.abort());
       const dl = call.getDeadline();
       const deadline = dl instanceof Date ? dl.getTime() : dl;
-      const waitMs = Number.isFinite(deadline) ? Math.max(0, deadline - Date.now() - margin) : maxHold;
+      const left = deadline - Date.now();
+      const waitMs = Number.isFinite(deadline) ? Math.max(0, left - marginFor(left)) : maxHold;
       const input = checkInput(call.request);
       const pending = input.ok
         ? authorizer.authorize({
