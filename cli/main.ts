@@ -12,6 +12,7 @@ import { registerSshCommands } from './commands/ssh.ts';
 import { registerTaskCommands } from './commands/task.ts';
 import { registerReviewCommands } from './commands/review.ts';
 import { registerControlPlaneCommands } from './commands/control-plane.ts';
+import { registerExtAuthzCommands } from './commands/ext-authz.ts';
 
 /**
  * The taskgate CLI. Each command file registers its commands and calls into
@@ -34,5 +35,6 @@ registerSshCommands(program);
 registerTaskCommands(program);
 registerReviewCommands(program);
 registerControlPlaneCommands(program);
+registerExtAuthzCommands(program);
 
 await runCli(program);

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { classifySql } from '../../sidecar/postgres/classify.ts';
 import { TaskgateError } from '../../core/errors.ts';
 import { registerSshInputCommand } from './ssh.ts';
+import { registerHttpInputCommand } from './ext-authz.ts';
 
 /**
  * `taskgate input <protocol>`: print the `request` block a sidecar builds for
@@ -31,6 +32,7 @@ export function registerInputCommands(program: Command): Command {
     });
 
   registerSshInputCommand(input);
+  registerHttpInputCommand(input);
   return input;
 }
 
