@@ -13,8 +13,9 @@ export function registerPolicyCommands(program: Command): void {
     .description('compile a policy directory to an OPA bundle with a WebAssembly policy')
     .argument('[dir]', 'policy directory', 'policies')
     .option('-o, --output <file>', 'bundle path', 'bundle.tar.gz')
-    .action(async (dir: string, o: { output: string }) => {
-      const r = await buildBundle({ dir, out: o.output });
+    .option('-e, --entrypoint <path>', 'policy entrypoint (opa-envoy-plugin policies: envoy/authz/allow)', 'taskgate/decision')
+    .action(async (dir: string, o: { output: string; entrypoint: string }) => {
+      const r = await buildBundle({ dir, out: o.output, entrypoint: o.entrypoint });
       process.stdout.write(`built ${r.out} (revision ${r.revision}, ${r.files.length} source files, policy.wasm ${r.bundle.wasm.length} bytes)\n`);
     });
 
