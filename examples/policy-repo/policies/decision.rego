@@ -23,19 +23,16 @@ decision := lib.deny_decision([task.problem]) if {
 	handled
 }
 
-protocol_problem := sprintf("resource protocol \"%s\" is not one of postgres, ssh, http", [protocol]) if {
+protocol_problem := concat("", ["resource protocol \"", lib.str(protocol), "\" is not one of postgres, ssh, http"]) if {
 	protocol := object.get(object.get(input, "resource", {}), "protocol", "(none)")
-	not protocol in {"postgres", "ssh", "http"}
-} else := sprintf("malformed %s request: %s", [input.resource.protocol, shape]) if {
+	not request_shapes[protocol]
+} else := concat("", ["malformed ", input.resource.protocol, " request: ", shape]) if {
 	not well_formed
 	shape := request_shapes[input.resource.protocol]
 }
 
-request_shapes := {
-	"postgres": "request.statements must be a list",
-	"ssh": "request.kind must be a string",
-	"http": "request.method and request.path must be strings",
-}
+# protocol -> what a well-formed request carries
+request_shapes := lib.consts.request_shapes
 
 well_formed if {
 	input.resource.protocol == "postgres"
@@ -53,17 +50,34 @@ well_formed if {
 	is_string(input.request.path)
 }
 
-verdicts := (postgres.verdicts | ssh.verdicts) | http.verdicts
+# Only the request's protocol's rules are evaluated (the others would each
+# check `handled` and fail, at a cost on every request).
+verdicts := postgres.verdicts if {
+	input.resource.protocol == "postgres"
+} else := ssh.verdicts if {
+	input.resource.protocol == "ssh"
+} else := http.verdicts if {
+	input.resource.protocol == "http"
+} else := set()
 
 denials := {v.reason | some v in verdicts; v.effect == "deny"}
 
 reviews := {v.reason | some v in verdicts; v.effect == "review"}
 
-handled if postgres.handled
+handled if {
+	input.resource.protocol == "postgres"
+	postgres.handled
+}
 
-handled if ssh.handled
+handled if {
+	input.resource.protocol == "ssh"
+	ssh.handled
+}
 
-handled if http.handled
+handled if {
+	input.resource.protocol == "http"
+	http.handled
+}
 
 mask := object.get(lib.task_type, "mask", [])
 
@@ -124,14 +138,19 @@ approver_counts(_) if {
 
 approver_counts(a) if approver_set[a]
 
-review_outcome := lib.deny_decision(array.concat(sort(reviews), [sprintf("review %s was %s", [object.get(input.review, "request_id", "(no id)"), review_status])])) if {
-	review_status in {"denied", "expired"}
+review_id := lib.str(object.get(input.review, "request_id", "(no id)"))
+
+review_outcome := lib.deny_decision(array.concat(sort(reviews), [concat("", ["review ", review_id, " was ", lib.str(review_status)])])) if {
+	lib.consts.review_closed[review_status]
 } else := approved if {
 	review_status == "approved"
 	count(approvals) >= requirement.min_approvals
-} else := lib.deny_decision(array.concat(sort(reviews), [sprintf("review approved by %d distinct eligible approver(s) (%s); %d required", [count(approvals), concat(", ", sort(approvals)), requirement.min_approvals])])) if {
+} else := lib.deny_decision(array.concat(sort(reviews), [concat("", [
+	"review approved by ", lib.str(count(approvals)), " distinct eligible approver(s) (",
+	concat(", ", sort(approvals)), "); ", lib.str(requirement.min_approvals), " required",
+])])) if {
 	review_status == "approved"
-} else := lib.deny_decision(array.concat(sort(reviews), [sprintf("%s: no one but the requester could approve this review", [lib.who])])) if {
+} else := lib.deny_decision(array.concat(sort(reviews), [concat("", [lib.who, ": no one but the requester could approve this review"])])) if {
 	count(approver_set) == 0
 } else := {
 	"result": "review",
@@ -143,7 +162,7 @@ review_outcome := lib.deny_decision(array.concat(sort(reviews), [sprintf("review
 
 approved := {
 	"result": "allow",
-	"reasons": array.concat(sort(reviews), [sprintf("approved by %s (review %s)", [concat(", ", sort(approvals)), object.get(input.review, "request_id", "(no id)")])]),
+	"reasons": array.concat(sort(reviews), [concat("", ["approved by ", concat(", ", sort(approvals)), " (review ", review_id, ")"])]),
 	"mask": mask,
 	"obligations": obligations,
 }

@@ -21,24 +21,42 @@ kube := request.kubernetes
 
 # Dot segments, doubled slashes and encoded separators: a path that means
 # something else to the upstream than to the rules is refused outright.
-non_canonical(path) if regex.match(`(^|/)\.\.?(/|$)|//|%2[fFeE]|\\`, path)
+# (String builtins, not regex.match: the WebAssembly target compiles a regex
+# on every call.) Same as (^|/)\.\.?(/|$)|//|%2[fFeE]|\\ .
+non_canonical(path) if {
+	contains(path, ".")
+	some seg in split(path, "/")
+	dot_segments[seg]
+}
 
-verdicts contains lib.verdict("deny", sprintf("%s grants no HTTP access", [lib.who])) if {
+non_canonical(path) if contains(path, "//")
+
+non_canonical(path) if contains(path, "\\")
+
+non_canonical(path) if {
+	contains(path, "%")
+	some enc in ["%2f", "%2F", "%2e", "%2E"]
+	contains(path, enc)
+}
+
+dot_segments := {".": true, "..": true}
+
+verdicts contains lib.verdict("deny", concat("", [lib.who, " grants no HTTP access"])) if {
 	active
 	lib.task_type
 	not cfg
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: path \"%s\" is not in canonical form", [lib.who, request.path])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": path \"", lib.str(request.path), "\" is not in canonical form"])) if {
 	handled
 	non_canonical(request.path)
 }
 
 # ---- Kubernetes ------------------------------------------------------------
 
-kube_fields := ["verb", "api_group", "resource", "subresource", "namespace", "name"]
+kube_fields := lib.consts.http.kube_fields
 
-verdicts contains lib.verdict("deny", sprintf("%s: malformed kubernetes request (%s must be strings)", [lib.who, concat(", ", kube_fields)])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": malformed kubernetes request (", concat(", ", kube_fields), " must be strings)"])) if {
 	handled
 	kube
 	some f in kube_fields
@@ -48,7 +66,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: malformed kubernetes request 
 # (`not is_string(kube[f])` would be undefined, not true, for a missing field.)
 string_field(obj, f) if is_string(obj[f])
 
-verdicts contains lib.verdict(e, sprintf("%s: kubernetes %s %s for task type %s", [lib.who, kube_describe, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": kubernetes ", kube_describe, " ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	kube
 	e := kube_effect
@@ -99,7 +117,7 @@ else := " (cluster-wide)"
 
 # ---- plain HTTP ------------------------------------------------------------
 
-verdicts contains lib.verdict(e, sprintf("%s: %s %s %s for task type %s", [lib.who, request.method, request.path, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": ", lib.str(request.method), " ", lib.str(request.path), " ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	not kube
 	e := route_effect

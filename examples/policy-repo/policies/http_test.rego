@@ -48,3 +48,27 @@ test_http_namespace_and_name_scoping if {
 	d2 := taskgate.decision with input as other with time.now_ns as june with data.task_types as scoped_catalog
 	d2.result == "deny"
 }
+
+# non_canonical is the regex it replaced, without compiling a regex per call.
+canonical_paths := [
+	"/", "", "/api/v1/pods", "/a/./b", "/a/../b", "/..", "/.", "./a", "../a", "..", ".", "/a/...", "/a/.b", "/a.b/c.",
+	"//a", "/a//", "/a%2fb", "/a%2Fb", "/a%2eb", "/a%2E", "/a%20b", "/a%2", "/a\\b", "/static/app.js", "/.well-known/x",
+]
+
+regex_non_canonical(path) if regex.match(`(^|/)\.\.?(/|$)|//|%2[fFeE]|\\`, path)
+
+canonical_agrees(path) if {
+	taskgate.http.non_canonical(path)
+	regex_non_canonical(path)
+}
+
+canonical_agrees(path) if {
+	not taskgate.http.non_canonical(path)
+	not regex_non_canonical(path)
+}
+
+test_non_canonical_is_the_regex if {
+	every path in canonical_paths {
+		canonical_agrees(path)
+	}
+}

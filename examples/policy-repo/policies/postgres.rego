@@ -17,33 +17,19 @@ handled if {
 
 statements := object.get(input.request, "statements", [])
 
+consts := lib.consts.postgres
+
 # Operations denied unless the task type's `dangerous` map allows them
-# (by name, or "*" for all). Commands, statement flags and functions.
-dangerous_commands := {
-	"ALTER SYSTEM", "SET ROLE", "SET SESSION AUTHORIZATION", "DO", "CREATE FUNCTION",
-	"CREATE PROCEDURE", "CREATE LANGUAGE", "CREATE EXTENSION", "LOAD", "CREATE SERVER",
-	"CREATE USER MAPPING", "IMPORT FOREIGN SCHEMA", "CREATE ROLE", "ALTER ROLE", "DROP ROLE",
-	"CREATE SUBSCRIPTION", "ALTER SUBSCRIPTION", "CREATE PUBLICATION", "ALTER PUBLICATION",
-}
+# (by name, or "*" for all): commands, statement flags and functions
+# (policies/constants/data.yaml).
+dangerous_commands := consts.dangerous_commands
 
-dangerous_flags := {"copy_program"}
+dangerous_flags := consts.dangerous_flags
 
-dangerous_functions := {
-	"pg_read_file", "pg_read_binary_file", "pg_stat_file", "lo_export", "lo_import",
-	"pg_terminate_backend", "pg_cancel_backend", "set_config", "pg_reload_conf",
-	"pg_rotate_logfile", "pg_promote", "pg_switch_wal", "pg_create_restore_point",
-	"pg_backup_start", "pg_backup_stop", "pg_start_backup", "pg_stop_backup",
-	"pg_create_logical_replication_slot", "pg_create_physical_replication_slot",
-	"pg_drop_replication_slot", "pg_logical_emit_message", "pg_logdir_ls",
-	"query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
-}
-
-dangerous_function_prefixes := ["dblink", "pg_ls_", "pg_file_", "pg_replication_origin_"]
-
-dangerous_function(name) if dangerous_functions[name]
+dangerous_function(name) if consts.dangerous_functions[name]
 
 dangerous_function(name) if {
-	some p in dangerous_function_prefixes
+	some p in consts.dangerous_function_prefixes
 	startswith(name, p)
 }
 
@@ -67,28 +53,28 @@ command_effect(s) := e if {
 
 # ---- request-level -------------------------------------------------------
 
-verdicts contains lib.verdict("deny", sprintf("%s grants no PostgreSQL access", [lib.who])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, " grants no PostgreSQL access"])) if {
 	active
 	lib.task_type
 	not cfg
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: the request carries no SQL statement", [lib.who])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": the request carries no SQL statement"])) if {
 	handled
 	count(statements) == 0
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: %s protocol messages are not allowed through taskgate", [lib.who, msg])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": ", msg, " protocol messages are not allowed through taskgate"])) if {
 	handled
 	msg := input.request.message
-	msg in {"function_call", "replication"}
+	consts.refused_messages[msg]
 }
 
 # ---- per statement -------------------------------------------------------
 
 # A statement without the fields the rules read would match no rule and so
 # produce no verdict: refuse it outright (fail closed).
-verdicts contains lib.verdict("deny", sprintf("%s: statement %d is malformed (command, class, tables, functions and flags are required)", [lib.who, i + 1])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": statement ", lib.str(i + 1), " is malformed (command, class, tables, functions and flags are required)"])) if {
 	handled
 	some i, s in statements
 	not well_formed(s)
@@ -107,13 +93,13 @@ well_formed(s) if {
 	}
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: statement %d could not be parsed (%s); unparseable SQL is always denied", [lib.who, i + 1, object.get(s, "text", "")])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": statement ", lib.str(i + 1), " could not be parsed (", lib.str(object.get(s, "text", "")), "); unparseable SQL is always denied"])) if {
 	handled
 	some i, s in statements
 	unparseable(s)
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: %s (%s) %s for task type %s", [lib.who, s.command, s.class, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": ", lib.str(s.command), " (", lib.str(s.class), ") ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	some s in statements
 	not unparseable(s)
@@ -122,7 +108,7 @@ verdicts contains lib.verdict(e, sprintf("%s: %s (%s) %s for task type %s", [lib
 	e != "allow"
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: %s is a dangerous operation and %s for task type %s", [lib.who, s.command, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": ", s.command, " is a dangerous operation and ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	some s in statements
 	dangerous_commands[s.command]
@@ -130,7 +116,7 @@ verdicts contains lib.verdict(e, sprintf("%s: %s is a dangerous operation and %s
 	e != "allow"
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: %s with %s is a dangerous operation and %s for task type %s", [lib.who, s.command, flag, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": ", lib.str(s.command), " with ", flag, " is a dangerous operation and ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	some s in statements
 	some flag in s.flags
@@ -140,19 +126,16 @@ verdicts contains lib.verdict(e, sprintf("%s: %s with %s is a dangerous operatio
 }
 
 # COPY to or from a file on the database server (neither STDIN/STDOUT nor PROGRAM).
-verdicts contains lib.verdict(e, sprintf("%s: COPY to or from a server-side file is a dangerous operation and %s for task type %s", [lib.who, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": COPY to or from a server-side file is a dangerous operation and ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	some s in statements
 	s.command == "COPY"
-	flags := object.get(s, "flags", [])
-	not "copy_program" in flags
-	not "copy_stdin" in flags
-	not "copy_stdout" in flags
+	not copy_client(object.get(s, "flags", []))
 	e := dangerous_effect("copy_file")
 	e != "allow"
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: %s with flag %s %s for task type %s", [lib.who, s.command, flag, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": ", lib.str(s.command), " with flag ", flag, " ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	some s in statements
 	some flag in s.flags
@@ -160,7 +143,7 @@ verdicts contains lib.verdict(e, sprintf("%s: %s with flag %s %s for task type %
 	e != "allow"
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: %s calls %s(), which %s for task type %s", [lib.who, s.command, name, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": ", lib.str(s.command), " calls ", name, "(), which ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	some s in statements
 	some f in s.functions
@@ -169,13 +152,18 @@ verdicts contains lib.verdict(e, sprintf("%s: %s calls %s(), which %s for task t
 	e != "allow"
 }
 
+copy_client(flags) if {
+	some f in flags
+	consts.copy_client_flags[f]
+}
+
 function_effect(name) := e if {
 	e := cfg.functions[name]
 } else := dangerous_effect(name) if {
 	dangerous_function(name)
 } else := "allow"
 
-verdicts contains lib.verdict("deny", sprintf("%s: %s reads %s, which task type %s may not read", [lib.who, s.command, name, input.task.type])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": ", lib.str(s.command), " reads ", name, ", which task type ", input.task.type, " may not read"])) if {
 	handled
 	some s in statements
 	some t in s.tables
@@ -184,7 +172,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s reads %s, which task type 
 	not lib.table_any(object.get(tables_cfg, "read", []), t)
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: %s writes %s, which task type %s may not write", [lib.who, s.command, name, input.task.type])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": ", lib.str(s.command), " writes ", name, ", which task type ", input.task.type, " may not write"])) if {
 	handled
 	some s in statements
 	some t in s.tables
@@ -193,7 +181,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s writes %s, which task type
 	not lib.table_any(object.get(tables_cfg, "write", []), t)
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: writing %s (%s) %s for task type %s", [lib.who, name, s.command, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": writing ", name, " (", lib.str(s.command), ") ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	some s in statements
 	some t in s.tables
@@ -204,7 +192,7 @@ verdicts contains lib.verdict(e, sprintf("%s: writing %s (%s) %s for task type %
 	e != "allow"
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: %s touches %s, which is off limits for task type %s", [lib.who, s.command, name, input.task.type])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": ", lib.str(s.command), " touches ", name, ", which is off limits for task type ", input.task.type])) if {
 	handled
 	some s in statements
 	some t in s.tables
@@ -212,7 +200,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s touches %s, which is off l
 	lib.table_any(object.get(tables_cfg, "deny", []), t)
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: %s without a WHERE clause is not allowed: task type %s changes rows only with a WHERE clause", [lib.who, s.command, input.task.type])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": ", lib.str(s.command), " without a WHERE clause is not allowed: task type ", input.task.type, " changes rows only with a WHERE clause"])) if {
 	handled
 	cfg.require_where == true
 	some s in statements
@@ -222,6 +210,6 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s without a WHERE clause is 
 missing_where(s) if s.has_where == false
 
 missing_where(s) if {
-	s.command in {"UPDATE", "DELETE"}
+	consts.where_commands[s.command]
 	not s.has_where
 }

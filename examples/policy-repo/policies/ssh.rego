@@ -16,42 +16,44 @@ handled if {
 
 request := input.request
 
+consts := lib.consts.ssh
+
 # Kinds whose command line is made of programs.
-command_kinds := {"exec", "shell_line"}
+command_kinds := consts.command_kinds
 
 programs := object.get(request, "programs", [])
 
-# Output redirections that write a file.
-write_redirects := {">", ">>", ">|", "&>", "&>>", "<>"}
+# Output redirections that write a file, and targets that are harmless.
+write_redirects := consts.write_redirects
 
-harmless_targets := {"/dev/null", "/dev/stdout", "/dev/stderr"}
+harmless_targets := consts.harmless_targets
 
-verdicts contains lib.verdict("deny", sprintf("%s grants no SSH access", [lib.who])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, " grants no SSH access"])) if {
 	active
 	lib.task_type
 	not cfg
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: SSH %s %s for task type %s", [lib.who, kind, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": SSH ", lib.str(kind), " ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	kind := object.get(request, "kind", "unknown")
 	e := lib.lookup(object.get(cfg, "kinds", {}), kind)
 	e != "allow"
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: the command could not be parsed (%s); unparseable commands are always denied", [lib.who, object.get(request, "parse_error", "parse error")])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": the command could not be parsed (", lib.str(object.get(request, "parse_error", "parse error")), "); unparseable commands are always denied"])) if {
 	handled
 	request.unparseable == true
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: the command runs no program taskgate can identify", [lib.who])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": the command runs no program taskgate can identify"])) if {
 	handled
 	command_kinds[request.kind]
 	not request.unparseable == true
 	count(programs) == 0
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: program %d is malformed (name and argv are required)", [lib.who, i + 1])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": program ", lib.str(i + 1), " is malformed (name and argv are required)"])) if {
 	handled
 	command_kinds[request.kind]
 	some i, p in programs
@@ -65,14 +67,14 @@ well_formed(p) if {
 }
 
 # A program whose name is computed at run time ($X, $(echo rm), `...`) cannot be judged.
-verdicts contains lib.verdict("deny", sprintf("%s: program name \"%s\" is computed at run time and cannot be checked", [lib.who, p.name])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": program name \"", lib.str(p.name), "\" is computed at run time and cannot be checked"])) if {
 	handled
 	command_kinds[request.kind]
 	some p in programs
 	dynamic(p)
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: %s is not an allowed location for programs under task type %s", [lib.who, p.path, input.task.type])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": ", lib.str(p.path), " is not an allowed location for programs under task type ", input.task.type])) if {
 	handled
 	command_kinds[request.kind]
 	paths := cfg.paths
@@ -81,7 +83,7 @@ verdicts contains lib.verdict("deny", sprintf("%s: %s is not an allowed location
 	not lib.glob_any(paths, [], p.path)
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: %s %s for task type %s", [lib.who, describe(p), lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": ", describe(p), " ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	command_kinds[request.kind]
 	some p in programs
@@ -90,7 +92,7 @@ verdicts contains lib.verdict(e, sprintf("%s: %s %s for task type %s", [lib.who,
 	e != "allow"
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: %s run via %s %s for task type %s", [lib.who, p.name, via, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": ", lib.str(p.name), " run via ", lib.str(via), " ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	command_kinds[request.kind]
 	vias := cfg.via
@@ -100,7 +102,7 @@ verdicts contains lib.verdict(e, sprintf("%s: %s run via %s %s for task type %s"
 	e != "allow"
 }
 
-verdicts contains lib.verdict(e, sprintf("%s: writing %s with a redirection %s for task type %s", [lib.who, r.target, lib.effect_words[e], input.task.type])) if {
+verdicts contains lib.verdict(e, concat("", [lib.who, ": writing ", lib.str(r.target), " with a redirection ", lib.effect_words[e], " for task type ", input.task.type])) if {
 	handled
 	some r in object.get(request, "redirects", [])
 	writes_file(r)
@@ -108,9 +110,9 @@ verdicts contains lib.verdict(e, sprintf("%s: writing %s with a redirection %s f
 	e != "allow"
 }
 
-verdicts contains lib.verdict("deny", sprintf("%s: forwarding to %s is not allowed for task type %s", [lib.who, target, input.task.type])) if {
+verdicts contains lib.verdict("deny", concat("", [lib.who, ": forwarding to ", target, " is not allowed for task type ", input.task.type])) if {
 	handled
-	request.kind in {"port_forward", "remote_forward"}
+	consts.forward_kinds[request.kind]
 	allowed := cfg.forwards
 	target := sprintf("%s:%d", [request.forward.host, request.forward.port])
 	not lib.glob_any(allowed, [], target)
@@ -138,7 +140,7 @@ writes_file(r) if {
 
 # The program's arguments: argv without argv[0] when argv[0] names the program.
 args(p) := concat(" ", array.slice(p.argv, 1, count(p.argv))) if {
-	p.argv[0] in {p.name, object.get(p, "path", p.name)}
+	argv0_names_program(p)
 } else := concat(" ", object.get(p, "argv", []))
 
 describe(p) := concat(" ", [p.name, a]) if {
@@ -165,4 +167,11 @@ program_rule(name) := r if {
 
 args_match(r, _) if not r.args
 
-args_match(r, a) if glob.match(r.args, [], a)
+# Argument globs have no delimiters: `*` spans anything, dots included. (With
+# glob.match's default delimiter ".", "*-exec*" did not match "find . -exec
+# ..." and "status*" did not match "status nginx.service".)
+args_match(r, a) if lib.glob_one(r.args, null, a)
+
+argv0_names_program(p) if p.argv[0] == p.name
+
+argv0_names_program(p) if p.argv[0] == p.path

@@ -11,22 +11,24 @@ identity := object.get(input, "identity", {})
 
 problem := "the request names no task (connect with a task id)" if {
 	object.get(task, "id", "") == ""
-} else := sprintf("task %s is unknown: no such task in the registry", [task.id]) if {
+} else := concat("", ["task ", id, " is unknown: no such task in the registry"]) if {
 	object.get(task, "type", "") == ""
-} else := sprintf("task %s has unknown task type \"%s\" (not in the task-type catalog)", [task.id, task.type]) if {
+} else := concat("", ["task ", id, " has unknown task type \"", lib.str(task.type), "\" (not in the task-type catalog)"]) if {
 	not lib.task_type
-} else := sprintf("task %s is %s: only open tasks grant access", [task.id, state]) if {
+} else := concat("", ["task ", id, " is ", lib.str(state), ": only open tasks grant access"]) if {
 	state := object.get(task, "state", "missing")
 	state != "open"
-} else := sprintf("task %s has no expiry time: refusing an unbounded task", [task.id]) if {
+} else := concat("", ["task ", id, " has no expiry time: refusing an unbounded task"]) if {
 	object.get(task, "expires_at", "") == ""
-} else := sprintf("task %s expired at %s", [task.id, task.expires_at]) if {
+} else := concat("", ["task ", id, " expired at ", lib.str(task.expires_at)]) if {
 	time.now_ns() >= time.parse_rfc3339_ns(task.expires_at)
-} else := sprintf("%s is not the assignee of task %s (assigned to %s)", [caller, task.id, assignee]) if {
+} else := concat("", [lib.str(caller), " is not the assignee of task ", id, " (assigned to ", lib.str(assignee), ")"]) if {
 	not assignee_match
 	caller := object.get(identity, "subject", "(no identity)")
 	assignee := object.get(task, "assignee", "nobody")
 }
+
+id := lib.str(task.id)
 
 assignee_match if {
 	task.assignee != ""

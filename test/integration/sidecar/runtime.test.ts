@@ -33,7 +33,7 @@ describe('taskgate sidecar from taskgate.yaml (real PostgreSQL, OIDC, reference 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'tg-runtime-'));
     [pg, idp] = await Promise.all([startPostgres({ users: [{ name: 'taskgate_svc', password: 'svc-secret', method: 'scram-sha-256', superuser: true }] }), startOidcIssuer()]);
-    await pg.psql(`CREATE TABLE public.orders (id int primary key, email text, card_number text, status text);
+    await pg.psql(`CREATE TABLE public.orders (id int primary key, customer_email text, card_number text, status text);
       INSERT INTO public.orders VALUES (1, 'jane@example.com', '4111111111111111', 'paid'), (42, 'joe@example.org', '5500005555555559', 'paid');`);
     await buildBundle({ dir: join(REPO, 'policies'), out: join(dir, 'bundle.tar.gz') });
     await writeFile(join(dir, 'upstream-password'), 'svc-secret\n');
@@ -91,7 +91,7 @@ postgres:
   }
 
   it('allows a read for a read-only task and masks card numbers and emails per the catalog', async () => {
-    const r = await psql('OPS-1', 'SELECT id, email, card_number FROM orders ORDER BY id');
+    const r = await psql('OPS-1', 'SELECT id, customer_email, card_number FROM orders ORDER BY id');
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!r.stdout.includes('4111111111111111'), `card number masked: ${r.stdout}`);
     assert.ok(!r.stdout.includes('jane@example.com'), `email masked: ${r.stdout}`);
