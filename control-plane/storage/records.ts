@@ -1,6 +1,6 @@
 /** The control plane's records as the API returns them (snake_case, RFC 3339 timestamps). */
-import type { IdentityInput, Protocol, ResourceInput } from '../../core/policy-contract.ts';
 import type { TaskRecord } from '../../core/tasks.ts';
+import type { ReviewRequestSpec } from '../../core/reviews.ts';
 
 export interface StoredTask extends TaskRecord {
   source: string;
@@ -21,17 +21,9 @@ export interface ApprovalRecord {
   created_at: string;
 }
 
-export interface ReviewRecord {
+/** A stored review request: the data path's request (minus its requirement, flattened below) plus its state. */
+export interface ReviewRecord extends Omit<ReviewRequestSpec, 'requirement'> {
   id: string;
-  task_id: string;
-  session_id: string;
-  identity: IdentityInput;
-  resource: ResourceInput;
-  protocol: Protocol;
-  command: string;
-  summary: unknown;
-  fingerprint: string;
-  reasons: string[];
   approvers: string[];
   min_approvals: number;
   state: ReviewState;

@@ -4,21 +4,8 @@ import { serialize } from 'pg-protocol';
 import { decodeDataRow } from '../../../sidecar/postgres/codec/backend.ts';
 import { startHarness, type Harness } from './harness.ts';
 import { rawSession } from './raw-client.ts';
+import { luhnValid as luhn } from '../../../core/mask/index.ts';
 
-function luhn(digits: string): boolean {
-  let sum = 0;
-  let dbl = false;
-  for (let i = digits.length - 1; i >= 0; i--) {
-    let d = Number(digits[i]);
-    if (dbl) {
-      d *= 2;
-      if (d > 9) d -= 9;
-    }
-    sum += d;
-    dbl = !dbl;
-  }
-  return sum % 10 === 0;
-}
 
 describe('postgres sidecar: masking and result limits', { timeout: 180_000 }, () => {
   let h: Harness;
