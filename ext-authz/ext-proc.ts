@@ -3,7 +3,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { MaskRule } from '../core/policy-contract.ts';
-import type { AllowResult, HttpAuthorizer } from '../sidecar/http/authorize.ts';
+import { deny, type AllowResult, type HttpAuthorizer } from '../sidecar/http/authorize.ts';
 import { BodyMasker } from '../sidecar/http/response-mask.ts';
 import { structToJson } from './check-input.ts';
 
@@ -102,7 +102,7 @@ export function processHandler(deps: { authorizer: HttpAuthorizer; plans: MaskPl
         immediateResponse: {
           status: { code: status },
           headers: { setHeaders: [{ header: { key: 'content-type', value: 'application/json' }, append: { value: false } }] },
-          body: Buffer.from(JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', code: status, message: `taskgate: ${message}`, taskgate: { reason: message, ...(plan ? { decision_id: plan.decision_id } : {}) } })),
+          body: Buffer.from(deny(status, message, plan ? { decision_id: plan.decision_id } : {}).body),
           details: `taskgate: ${message}`,
         },
       });

@@ -5,7 +5,7 @@ import { pipeline, type Transform } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { errorMessage, TaskgateError } from '../../core/errors.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
-import { HttpAuthorizer, type AllowResult, type DenyResult, type HttpAuthorizerOptions } from './authorize.ts';
+import { deny, HttpAuthorizer, type AllowResult, type DenyResult, type HttpAuthorizerOptions } from './authorize.ts';
 import { BodyMasker } from './response-mask.ts';
 
 /**
@@ -58,7 +58,7 @@ export async function startHttpProxy(opts: HttpProxyOptions): Promise<HttpProxyH
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     handle(ctx, req, res).catch((e: unknown) => {
       log.error('HTTP proxy request failed', { error: errorMessage(e) });
-      if (!res.headersSent) writeDeny(res, { allowed: false, status: 502, headers: [['content-type', 'text/plain']], body: 'taskgate: upstream error\n' });
+      if (!res.headersSent) writeDeny(res, deny(502, `upstream error: ${errorMessage(e)}`, {}));
       else res.destroy();
     });
   };
@@ -129,7 +129,7 @@ async function handle(ctx: Ctx, req: IncomingMessage, res: ServerResponse): Prom
   const up = upstreamRequest(ctx, req, r, masking);
   req.pipe(up);
   up.on('error', (e) => {
-    if (!res.headersSent) writeDeny(res, { allowed: false, status: 502, headers: [['content-type', 'application/json']], body: JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 502, reason: 'BadGateway', message: `taskgate: upstream unreachable: ${e.message}` }) });
+    if (!res.headersSent) writeDeny(res, deny(502, `upstream unreachable: ${e.message}`, {}));
     else res.destroy();
   });
   res.on('close', () => up.destroy());
@@ -211,12 +211,7 @@ function auditMasking(ctx: Ctx, r: AllowResult, counts: Record<string, number>):
 }
 
 function withheld(message: string): DenyResult {
-  return {
-    allowed: false,
-    status: 502,
-    headers: [['content-type', 'application/json']],
-    body: JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', code: 502, reason: 'BadGateway', message: `taskgate: ${message}` }),
-  };
+  return deny(502, message, {});
 }
 
 function upstreamRequest(ctx: Ctx, req: IncomingMessage, r: AllowResult, masking: boolean) {
