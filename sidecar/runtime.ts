@@ -30,6 +30,7 @@ import { InProcessReviews, type ReviewService } from '../core/reviews.ts';
 import { StaticTaskRegistry, type TaskRegistry } from '../core/tasks.ts';
 import { connectControlPlane, type ControlPlaneClient } from '../control-plane/client/connect.ts';
 import { startExtAuthz } from '../ext-authz/server.ts';
+import { envoyPolicyEngine } from '../ext-authz/envoy-decision.ts';
 import { startHttpProxy } from './http/proxy.ts';
 import { createSqlClassifier } from './postgres/classifier.ts';
 import { createResultMasking } from './postgres/masking-rows.ts';
@@ -277,10 +278,30 @@ export async function startSidecar(config: TaskgateConfig, baseDir: string, deps
     if (config.ext_authz) {
       const x = config.ext_authz;
       const { host, port } = splitHostPort(x.listen);
+      let authzGate = gate;
+      if (x.envoy_entrypoint) {
+        // opa-envoy-plugin policies: their own entrypoint and decision shapes, the same bundle,
+        // tasks, reviews and audit.
+        const envoyEngine = envoyPolicyEngine({ entrypoint: x.envoy_entrypoint, evalBudgetMs: config.policy.eval_budget_ms, log, metrics });
+        const envoySource = bundleSourceFor(envoyEngine, configPath(baseDir, config.policy.bundle), {
+          log,
+          minDelaySeconds: config.policy.poll_min_s,
+          maxDelaySeconds: config.policy.poll_max_s,
+        });
+        await envoySource.start();
+        closers.push(() => envoySource.stop());
+        authzGate = new Gatekeeper({ engine: envoyEngine, tasks, reviews, audit, log: log.child({ component: 'gate-envoy' }), metrics });
+      }
+      const resources = [];
+      for (const r of x.resources) {
+        const token = await readSecret(baseDir, r.upstream_token_file, `the upstream token of ${r.name}`);
+        resources.push({ name: r.name, labels: r.labels, kubernetes: r.kubernetes, ...(token ? { upstream_authorization: `Bearer ${token}` } : {}) });
+      }
       const srv = await startExtAuthz({
-        gate,
+        gate: authzGate,
         authenticator,
-        resources: x.resources.map((r) => ({ name: r.name, labels: r.labels, kubernetes: r.kubernetes })),
+        resources,
+        extProc: { maxBytes: x.ext_proc.max_body_bytes, errorStatus: x.ext_proc.error_status, hashKey },
         host,
         port,
         maxHoldMs: x.max_hold_ms,

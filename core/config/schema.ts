@@ -132,11 +132,27 @@ export const ExtAuthzSection = z.strictObject({
   listen: hostPort,
   tls: tlsServer.optional(),
   resources: z
-    .array(z.strictObject({ name: z.string(), kubernetes: z.boolean().default(false), labels }))
+    .array(
+      z.strictObject({
+        name: z.string(),
+        kubernetes: z.boolean().default(false),
+        labels,
+        /** Credential injected upstream (bearer token file); the user's token is removed. */
+        upstream_token_file: z.string().optional(),
+      }),
+    )
     .min(1),
   max_hold_ms: duration.default(25_000),
-  /** Policies written for opa-envoy-plugin: evaluate this entrypoint instead of taskgate/decision. */
+  /** Policies written for opa-envoy-plugin: evaluate this entrypoint (e.g. envoy/authz/allow) instead of taskgate/decision. */
   envoy_entrypoint: z.string().optional(),
+  /** ext_proc response masking, served on the same port. */
+  ext_proc: z
+    .strictObject({
+      max_body_bytes: z.number().int().positive().default(8 * 1024 * 1024),
+      /** Status of the replacement response when a body cannot be masked (fail closed). */
+      error_status: z.number().int().min(400).max(599).default(502),
+    })
+    .prefault({}),
 });
 
 export const MetricsSection = z.strictObject({ listen: hostPort.default('127.0.0.1:9464') });

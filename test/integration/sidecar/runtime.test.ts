@@ -18,6 +18,7 @@ import { startPostgres, type PgServer } from '../../../devenv/postgres.ts';
 import { startOidcIssuer, type OidcIssuer } from '../../../devenv/oidc-issuer.ts';
 import { freePort, waitFor } from '../../../devenv/net.ts';
 import { startSidecar, type Sidecar } from '../../../sidecar/runtime.ts';
+import { authzClient, envoyCheck, okHeader } from '../ext-authz/fixtures.ts';
 
 const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '../../..');
@@ -28,6 +29,7 @@ describe('taskgate sidecar from taskgate.yaml (real PostgreSQL, OIDC, reference 
   let sc: Sidecar;
   let dir: string;
   let port: number;
+  let authzPort: number;
   const reviews = new InProcessReviews();
 
   before(async () => {
@@ -38,6 +40,8 @@ describe('taskgate sidecar from taskgate.yaml (real PostgreSQL, OIDC, reference 
     await buildBundle({ dir: join(REPO, 'policies'), out: join(dir, 'bundle.tar.gz') });
     await writeFile(join(dir, 'upstream-password'), 'svc-secret\n');
     port = await freePort();
+    authzPort = await freePort();
+    await writeFile(join(dir, 'k8s-token'), 'service-account-token\n');
     const expires = new Date(Date.now() + 3600_000).toISOString();
     await writeFile(
       join(dir, 'taskgate.yaml'),
@@ -60,6 +64,10 @@ postgres:
     listen: 127.0.0.1:${port}
     labels: {env: test}
     upstream: {host: 127.0.0.1, port: ${pg.port}, database: postgres, user: taskgate_svc, password_file: upstream-password}
+ext_authz:
+  listen: 127.0.0.1:${authzPort}
+  resources:
+    - {name: k8s-test, kubernetes: true, upstream_token_file: k8s-token}
 `,
     );
     const { config, baseDir } = await loadConfigFile(TaskgateConfig, join(dir, 'taskgate.yaml'), {});
@@ -125,6 +133,22 @@ postgres:
     const unknown = await psql('NOPE-1', 'SELECT 1');
     assert.notEqual(unknown.code, 0);
     assert.match(unknown.stderr, /NOPE-1/);
+  });
+
+  it('serves Envoy ext_authz from the same config and gate: allow injects the upstream credential, deny is a 403 naming the task', async () => {
+    const envoy = authzClient(`127.0.0.1:${authzPort}`);
+    try {
+      const token = await idp.token('alice@example.com');
+      const h = { authorization: `Bearer ${token}`, 'x-taskgate-task': 'OPS-1' };
+      const ok = await envoy.check(envoyCheck('GET', '/api/v1/namespaces/shop/pods', h));
+      assert.equal(ok.status.code, 0, JSON.stringify(ok.deniedResponse ?? {}));
+      assert.equal(okHeader(ok, 'authorization'), 'Bearer service-account-token');
+      const no = await envoy.check(envoyCheck('DELETE', '/api/v1/namespaces/shop/pods/web-1', h));
+      assert.equal(no.deniedResponse.status.code, 'Forbidden');
+      assert.match(no.deniedResponse.body, /OPS-1/);
+    } finally {
+      envoy.close();
+    }
   });
 
   it('serves metrics, health and readiness, and spools audit events', async () => {
