@@ -149,7 +149,7 @@ describe('control plane push to a waiting Gatekeeper', () => {
     const h = held(gate, task);
     await bob.request('POST', `/api/v1/reviews/${await h.reviewId}/approve`, { grant_s: 300 });
     const out = await within(h.done, 5000, 'decide');
-    assert.equal(out.allowed, true);
+    assert.equal(out.allowed, true, `decision: ${JSON.stringify({ reasons: out.decision.reasons, review: out.review })}`);
     assert.equal(out.review?.grant, true);
     const next = await within(gate.decide(session(task, alic), write('DELETE FROM orders WHERE id = $1')), 5000, 'decide with grant');
     assert.equal(next.allowed, true);
