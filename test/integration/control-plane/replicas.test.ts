@@ -14,6 +14,7 @@ import { ControlPlaneHttp } from '../../../control-plane/client/http.ts';
 import { startControlPlane, type ControlPlane } from '../../../control-plane/server.ts';
 import { startOidcIssuer, type OidcIssuer } from '../../../devenv/oidc-issuer.ts';
 import { startPostgres, type PgServer } from '../../../devenv/postgres.ts';
+import { waitFor } from '../../../devenv/net.ts';
 import { fixtureEngine, session, user, within, write } from './fixture.ts';
 
 describe('two control-plane replicas on one PostgreSQL', () => {
@@ -81,8 +82,14 @@ describe('two control-plane replicas on one PostgreSQL', () => {
     const holds = await Promise.all([1, 2, 3, 4, 5].map(() => holdOn('REP-3', { timeout_s: '1' })));
     const outs = await within(Promise.all(holds.map((h) => h.done)), 8000, 'expiry');
     assert.ok(outs.every((o) => !o.allowed && o.review?.status === 'expired'));
+    // The expiry reaches the sidecar through NOTIFY at commit; the replica emits its audit event right
+    // after its commit returns, so give it a moment before counting, and count again after both
+    // sweepers have had further rounds (a duplicate would show then).
+    const expiredCount = (id: string) => [...auditA.ofType('review_expired'), ...auditB.ofType('review_expired')].filter((e) => e.review_id === id).length;
+    await waitFor(() => holds.every((h) => expiredCount(h.id) >= 1), 5000, 20);
+    await new Promise((r) => setTimeout(r, 300));
     for (const h of holds) {
-      const n = [...auditA.ofType('review_expired'), ...auditB.ofType('review_expired')].filter((e) => e.review_id === h.id).length;
+      const n = expiredCount(h.id);
       assert.equal(n, 1, `review ${h.id} expired ${n} times`);
     }
   });
