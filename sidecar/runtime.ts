@@ -145,6 +145,9 @@ export async function startSidecar(config: TaskgateConfig, baseDir: string, deps
         );
         const inproc = new InProcessReviews();
         closers.push(() => inproc.close());
+        // A task that ends takes its held commands with it.
+        const registry = tasks;
+        closers.push(registry.onEnded((ev) => inproc.cancelTask(ev.task_id, `task ${ev.task_id} is ${ev.state}`)));
         reviews ??= inproc;
         log.warn('no control_plane configured: reviews are held in this process only (single-process mode)');
       }
