@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { RawHttpRequest } from '../sidecar/http/request-input.ts';
 import { parseQuery } from '../sidecar/http/path.ts';
 
@@ -15,7 +14,7 @@ import { parseQuery } from '../sidecar/http/path.ts';
 export interface CheckInput {
   raw: RawHttpRequest;
   extra: Record<string, unknown>;
-  /** Part of the cache key for what `extra` adds beyond `request` (body, credentials, peer). */
+  /** Part of the cache key for what `extra` adds beyond `request` (body, credentials, peer); hashed with it. */
   fingerprint_extra: string;
   context_extensions: Record<string, string>;
   client_address?: string;
@@ -61,19 +60,11 @@ export function checkInput(req: unknown): CheckInputResult {
   const ctx = asObj(attributes.contextExtensions) ?? {};
   const context_extensions = Object.fromEntries(Object.entries(ctx).map(([k, v]) => [k, String(v)]));
 
-  const fx = createHash('sha256')
-    .update(headers.authorization ?? '')
-    .update('\0')
-    .update(body)
-    .update('\0')
-    .update(client_address ?? '')
-    .update('\0')
-    .update(str(source?.principal))
-    .update('\0')
-    .update(JSON.stringify(ctx))
-    .update('\0')
-    .update(JSON.stringify(extra.attributes && (extra.attributes as Obj).metadataContext) ?? '')
-    .digest('hex');
+  // Not hashed here: requestFingerprint hashes it with the request block, in one pass.
+  // The body is length-prefixed so its bytes cannot pose as the fields after it.
+  const fx = `${headers.authorization ?? ''}\0${body.length}:${body}\0${client_address ?? ''}\0${str(source?.principal)}\0${JSON.stringify(ctx)}\0${
+    JSON.stringify((extra.attributes as Obj).metadataContext) ?? ''
+  }`;
 
   const out: CheckInput & { ok: true } = {
     ok: true,

@@ -64,7 +64,9 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
   server.addService(services.authorization, {
     Check: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       const ac = new AbortController();
-      call.on('cancelled', () => ac.abort());
+      let answered = false;
+      // grpc-js also reports 'cancelled' when a finished call's stream closes: only an unanswered Check is cancelled.
+      call.on('cancelled', () => answered || ac.abort());
       const dl = call.getDeadline();
       const deadline = dl instanceof Date ? dl.getTime() : dl;
       const left = deadline - Date.now();
@@ -87,10 +89,14 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
       pending.then(
         (r) => {
           if (ac.signal.aborted) return;
+          answered = true;
           if (r.allowed) plans.put(r);
           callback(null, checkResponse(r));
         },
-        (e: unknown) => callback({ code: grpcStatus.INTERNAL, details: errorMessage(e) }),
+        (e: unknown) => {
+          answered = true;
+          callback({ code: grpcStatus.INTERNAL, details: errorMessage(e) });
+        },
       );
     },
   });

@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../../core/log.ts';
 import type { Metrics } from '../../core/metrics.ts';
 import type { MaskRule, ResourceInput } from '../../core/policy-contract.ts';
 import { HttpDecider } from './decide.ts';
-import { bearerToken, buildHttpRequest, requestFingerprint, taskFromRequest, TASK_HEADER, type RawHttpRequest } from './request-input.ts';
+import { bearerToken, buildHttpRequest, taskFromRequest, TASK_HEADER, type RawHttpRequest } from './request-input.ts';
 
 /**
  * Authorization of one HTTP request, shared by Envoy ext_authz and the HTTP
@@ -149,7 +149,10 @@ export class HttpAuthorizer {
     const resource = req.resource ? this.byName.get(req.resource) : this.opts.resources[0];
     if (!resource) return this.refuse(req, undefined, `unknown resource ${JSON.stringify(req.resource)}`, 403);
     const { task_id, target } = taskFromRequest(req.raw.target, req.raw.headers);
-    const built = buildHttpRequest({ ...req.raw, target }, { kubernetes: resource.kubernetes === true });
+    const built = buildHttpRequest(
+      { ...req.raw, target },
+      req.fingerprint_extra !== undefined ? { kubernetes: resource.kubernetes === true, fingerprint_extra: req.fingerprint_extra } : { kubernetes: resource.kubernetes === true },
+    );
     if (!built.ok) return this.refuse(req, resource, built.reason, 400, task_id);
     if (req.refuseMergedSlashes && built.merged_slashes) {
       return this.refuse(req, resource, 'path contains duplicate slashes; enable merge_slashes in Envoy (the upstream would parse another path)', 400, task_id);
@@ -177,8 +180,7 @@ export class HttpAuthorizer {
       resource: resourceInput(resource),
     };
     if (req.client_address) session.client_address = req.client_address;
-    const fingerprint = req.fingerprint_extra ? requestFingerprint(built.request, req.fingerprint_extra) : built.fingerprint;
-    const cmd = { request: built.request, text: built.text, fingerprint, summary: built.request.kubernetes ?? { method: built.request.method, path: built.request.path } } as const;
+    const cmd = { request: built.request, text: built.text, fingerprint: built.fingerprint, summary: built.request.kubernetes ?? { method: built.request.method, path: built.request.path } } as const;
     const d = await this.decider.decide(session, req.extra ? { ...cmd, input_extra: req.extra } : cmd, req.waitMs, req.signal);
 
     if (d.kind === 'pending') {

@@ -20,6 +20,8 @@ export interface RawHttpRequest {
 export interface HttpInputOptions {
   /** Parse Kubernetes API paths into `request.kubernetes` (an API server upstream). */
   kubernetes?: boolean;
+  /** Appended to the fingerprint: what an entry point adds to the input beyond `request` (ext_authz). */
+  fingerprint_extra?: string;
 }
 
 export type HttpInputResult =
@@ -85,7 +87,7 @@ export function buildHttpRequest(raw: RawHttpRequest, opts: HttpInputOptions = {
     forward_target,
     merged_slashes: p.merged_slashes,
     text: `${method} ${forward_target}`,
-    fingerprint: requestFingerprint(request),
+    fingerprint: requestFingerprint(request, opts.fingerprint_extra),
   };
 }
 
@@ -107,15 +109,16 @@ export function policyHeaders(h: Record<string, string | string[] | undefined>):
  * Query keys and header names are sorted so equivalent requests share a key.
  */
 export function requestFingerprint(r: HttpRequest, extra = ''): string {
-  const h = createHash('sha256');
-  h.update(r.method).update('\0').update(r.path).update('\0').update(r.host).update('\0');
-  for (const k of Object.keys(r.query).sort()) h.update(k).update('=').update(JSON.stringify(r.query[k])).update('&');
-  h.update('\0');
+  // One string, one hash update: the same bytes (so the same key) as feeding the parts one by one, without a native call per part.
+  let s = `${r.method}\0${r.path}\0${r.host}\0`;
+  for (const k of Object.keys(r.query).sort()) s += `${k}=${JSON.stringify(r.query[k])}&`;
+  s += '\0';
   for (const k of Object.keys(r.headers).sort()) {
-    if (!VOLATILE_HEADERS.has(k)) h.update(k).update(':').update(r.headers[k]!).update('\n');
+    if (!VOLATILE_HEADERS.has(k)) s += `${k}:${r.headers[k]!}\n`;
   }
-  h.update('\0').update(extra);
-  return `http:${h.digest('hex').slice(0, 32)}`;
+  s += '\0';
+  s += extra;
+  return `http:${createHash('sha256').update(s).digest('hex').slice(0, 32)}`;
 }
 
 /**
