@@ -30,6 +30,18 @@ export interface OidcOptions {
   jwksCacheMaxAgeSec?: number;
   /** The client id used for discovery (any registered client; default `taskgate`). */
   clientId?: string;
+  /**
+   * Verified-token cache (default on): a token that verified is remembered by
+   * its exact string, so a repeat skips the signature check (RS256 costs
+   * ~50-100 µs). An entry never outlives the token's `exp` (plus the clock
+   * tolerance, as verification allows) nor `jwksCacheMaxAgeSec` (a key the
+   * issuer removed stops verifying within the same bound as without the
+   * cache), and every entry is dropped when a verification finds the issuer's
+   * key set changed. Only successes are cached: a forged or altered token is a
+   * different string and always goes through full verification. `false` turns
+   * it off.
+   */
+  verifiedTokenCache?: false | { maxEntries?: number };
 }
 
 const DEFAULT_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
@@ -55,12 +67,36 @@ function isLoopback(url: URL): boolean {
  * Discovery goes through openid-client; keys rotate transparently (an unknown
  * `kid` triggers a JWKS refetch, rate-limited).
  */
+interface VerifiedToken {
+  identity: Identity;
+  /** Epoch ms after which the entry must be verified again. */
+  until: number;
+}
+
+/** What createRemoteJWKSet returns: the key lookup plus the current key set. */
+type RemoteJwks = JWTVerifyGetKey & { jwks(): unknown };
+
 export class OidcAuthenticator implements Authenticator {
+  private readonly verified = new Map<string, VerifiedToken>();
+  private readonly maxVerified: number;
+  private readonly maxVerifiedAgeMs: number;
+  private keySet: string | undefined;
+  private hits = 0;
+  private misses = 0;
+
   private constructor(
     private readonly opts: OidcOptions,
     private readonly issuer: string,
-    private readonly jwks: JWTVerifyGetKey,
-  ) {}
+    private readonly jwks: RemoteJwks,
+  ) {
+    this.maxVerified = opts.verifiedTokenCache === false ? 0 : Math.max(0, opts.verifiedTokenCache?.maxEntries ?? 10_000);
+    this.maxVerifiedAgeMs = (opts.jwksCacheMaxAgeSec ?? 600) * 1000;
+  }
+
+  /** Verified-token cache counters (tests, metrics). */
+  verifiedCacheStats(): { size: number; hits: number; misses: number } {
+    return { size: this.verified.size, hits: this.hits, misses: this.misses };
+  }
 
   static async discover(opts: OidcOptions): Promise<OidcAuthenticator> {
     let url: URL;
@@ -91,9 +127,21 @@ export class OidcAuthenticator implements Authenticator {
 
   async authenticate(token: string): Promise<Identity> {
     const t = token.trim().replace(/^Bearer\s+/i, '');
+    if (this.maxVerified > 0) {
+      const hit = this.verified.get(t);
+      if (hit) {
+        if (Date.now() <= hit.until) {
+          this.hits++;
+          return { ...hit.identity, groups: [...hit.identity.groups] };
+        }
+        this.verified.delete(t);
+      }
+      this.misses++;
+    }
     if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(t)) {
       throw new TaskgateError('auth_failed', 'credential is not a JWT: present an OIDC access token (run `taskgate login`)');
     }
+    const verifiedAt = Date.now();
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(t, this.jwks, {
@@ -104,9 +152,39 @@ export class OidcAuthenticator implements Authenticator {
         requiredClaims: ['exp'],
       }));
     } catch (e) {
+      this.noteKeySet();
       throw new TaskgateError('auth_failed', describeJoseError(e), { hint: 'run `taskgate login` for a fresh token' });
     }
-    return this.identityFrom(payload as Record<string, unknown>);
+    this.noteKeySet();
+    const identity = this.identityFrom(payload as Record<string, unknown>);
+    if (this.maxVerified > 0 && typeof payload.exp === 'number') {
+      const until = Math.min(payload.exp * 1000 + (this.opts.clockToleranceSec ?? 30) * 1000, verifiedAt + this.maxVerifiedAgeMs);
+      if (until > Date.now()) {
+        if (this.verified.size >= this.maxVerified) this.evict();
+        this.verified.set(t, { identity: { ...identity, groups: [...identity.groups] }, until });
+      }
+    }
+    return identity;
+  }
+
+  /** The issuer's key set changed (rotation, a key removed): nothing verified under the old set is trusted. */
+  private noteKeySet(): void {
+    // jose hands out a copy of the set: compare content (only on full verifications, never on cache hits).
+    const current = JSON.stringify(this.jwks.jwks() ?? null);
+    if (current === this.keySet) return;
+    if (this.keySet !== undefined && this.keySet !== 'null') this.verified.clear();
+    this.keySet = current;
+  }
+
+  /** Full: drop expired entries, then the oldest quarter (insertion order), so eviction is amortised. */
+  private evict(): void {
+    const now = Date.now();
+    for (const [k, v] of this.verified) if (v.until < now) this.verified.delete(k);
+    let drop = this.verified.size - Math.floor(this.maxVerified * 0.75);
+    for (const k of this.verified.keys()) {
+      if (drop-- <= 0) break;
+      this.verified.delete(k);
+    }
   }
 
   private identityFrom(p: Record<string, unknown>): Identity {

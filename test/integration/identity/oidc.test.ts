@@ -87,3 +87,80 @@ describe('OIDC authenticator against a real oidc-provider', () => {
     await rejects(before, /key the issuer does not publish/);
   });
 });
+
+describe('OIDC verified-token cache', () => {
+  let idp: OidcIssuer;
+  before(async () => {
+    idp = await startOidcIssuer({ clients: [] });
+  });
+  after(async () => idp.stop());
+
+  const discover = (o: Partial<Parameters<typeof OidcAuthenticator.discover>[0]> = {}) =>
+    OidcAuthenticator.discover({ issuer: idp.issuer, audience: idp.audience, allowInsecureLoopback: true, clockToleranceSec: 0, jwksCooldownSec: 0, ...o });
+  const rejectsWith = (p: Promise<unknown>, re: RegExp) =>
+    assert.rejects(p, (e: unknown) => e instanceof TaskgateError && e.code === 'auth_failed' && re.test(e.message));
+
+  it('answers a repeated token from the cache with the same identity, and a tampered copy of it never hits', async () => {
+    const auth = await discover();
+    const token = await idp.token('alice@example.com');
+    const first = await auth.authenticate(token);
+    const again = await auth.authenticate(`Bearer ${token}`);
+    assert.deepEqual(again, first);
+    assert.deepEqual(auth.verifiedCacheStats(), { size: 1, hits: 1, misses: 1 });
+    again.groups.push('admin'); // a caller mutating its copy does not change what the cache answers
+    assert.deepEqual((await auth.authenticate(token)).groups, ['engineering', 'dba']);
+
+    const [h, p, s] = token.split('.');
+    const payload = JSON.parse(Buffer.from(p!, 'base64url').toString());
+    payload.sub = 'mallory@example.com';
+    await rejectsWith(auth.authenticate(`${h}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.${s}`), /signature/);
+    await rejectsWith(auth.authenticate(`${h}.${p}.${s!.slice(0, -4)}AAAA`), /signature/);
+    await rejectsWith(auth.authenticate(await idp.signRaw({ sub: 'alice@example.com' }, { kid: 'other' })), /key the issuer does not publish|signature/);
+    assert.equal(auth.verifiedCacheStats().size, 1, 'failures are never cached');
+  });
+
+  it('honours exp: a cached token is rejected as expired once exp passes', async () => {
+    const auth = await discover();
+    const now = Math.floor(Date.now() / 1000);
+    const token = await idp.signRaw({ sub: 'bob@example.com', exp: now + 2 });
+    assert.equal((await auth.authenticate(token)).subject, 'bob@example.com');
+    assert.equal((await auth.authenticate(token)).subject, 'bob@example.com');
+    assert.equal(auth.verifiedCacheStats().hits, 1);
+    await new Promise((r) => setTimeout(r, (now + 3) * 1000 - Date.now() + 50));
+    await rejectsWith(auth.authenticate(token), /expired/);
+    assert.equal(auth.verifiedCacheStats().size, 0);
+  });
+
+  it('keeps issuer and audience checks: a token for another audience or issuer is rejected every time', async () => {
+    const auth = await discover();
+    for (let i = 0; i < 2; i++) {
+      await rejectsWith(auth.authenticate(await idp.signRaw({ sub: 'alice@example.com', aud: 'some-other-api' })), /audience/);
+      await rejectsWith(auth.authenticate(await idp.signRaw({ sub: 'alice@example.com', iss: 'https://evil.example' })), /issuer/);
+    }
+    assert.equal(auth.verifiedCacheStats().size, 0);
+  });
+
+  it('drops every cached token when the issuer rotates its keys and the old key is gone', async () => {
+    // A long JWKS cache age: only the rotation seen by a verification can evict the old token.
+    const auth = await discover({ jwksCacheMaxAgeSec: 600 });
+    const old = await idp.token('carol@example.com');
+    await auth.authenticate(old);
+    await auth.authenticate(old);
+    assert.equal(auth.verifiedCacheStats().hits, 1);
+    await idp.rotateKeys({ dropOld: true });
+    // A token under the new key: unknown kid -> JWKS refetch -> the key set changed -> cache cleared.
+    assert.equal((await auth.authenticate(await idp.token('carol@example.com'))).subject, 'carol@example.com');
+    await rejectsWith(auth.authenticate(old), /key the issuer does not publish/);
+  });
+
+  it('stays within maxEntries, and can be turned off', async () => {
+    const small = await discover({ verifiedTokenCache: { maxEntries: 4 } });
+    for (let i = 0; i < 10; i++) await small.authenticate(await idp.signRaw({ sub: `u${i}@example.com` }));
+    assert.ok(small.verifiedCacheStats().size <= 4, `size ${small.verifiedCacheStats().size}`);
+    const off = await discover({ verifiedTokenCache: false });
+    const token = await idp.token('alice@example.com');
+    await off.authenticate(token);
+    await off.authenticate(token);
+    assert.deepEqual(off.verifiedCacheStats(), { size: 0, hits: 0, misses: 0 });
+  });
+});
