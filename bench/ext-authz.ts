@@ -12,6 +12,11 @@
  * taskgate writes every decision to its durable audit spool (real disk);
  * opa-envoy-plugin runs with decision logs off. Before measuring, a real gRPC
  * client checks that both allow the request and deny a variant.
+ *
+ * A third target, "grpc-js floor", is a grpc-js server on the same Envoy protos
+ * whose Check answers a constant OK without looking at the request: what this
+ * machine gives a Node.js ext_authz server that does no work at all, so the
+ * distance between it and taskgate is taskgate's own per-Check cost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -26,7 +31,7 @@ import { buildBundle } from '../compiler/build.ts';
 import { freePort, waitFor } from '../devenv/net.ts';
 import { envoyPolicyEngine } from '../ext-authz/envoy-decision.ts';
 import { envoyProtoIncludeDirs, envoyServices } from '../ext-authz/protos.ts';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { startExtAuthz } from '../ext-authz/server.ts';
 
 const BIN = resolve(import.meta.dirname, '..', '.tools', 'bin');
@@ -159,7 +164,18 @@ async function main(): Promise<void> {
     );
     await waitFor(async () => (await fetch(`http://127.0.0.1:${diagPort}/health`).catch(() => undefined))?.ok === true, 20_000);
 
-    const targets = { taskgate: tg.address, 'opa-envoy-plugin': `127.0.0.1:${grpcPort}` };
+    const floor = new Server();
+    const OK = { status: { code: 0 }, okResponse: { headers: [{ header: { key: 'x-taskgate-decision-id', value: 'floor' }, append: { value: false } }] } };
+    floor.addService(envoyServices().authorization, { Check: (_c: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => cb(null, OK) });
+    const floorPort = await new Promise<number>((res, rej) => floor.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    const prevStop = stop;
+    stop = async () => {
+      floor.forceShutdown();
+      await prevStop();
+    };
+
+    const targets: Record<string, string> = { taskgate: tg.address, 'opa-envoy-plugin': `127.0.0.1:${grpcPort}` };
+    const floorTarget = `127.0.0.1:${floorPort}`;
     // Sanity: both allow the request and deny a variant (a benchmark of errors is worthless).
     for (const [name, addr] of Object.entries(targets)) {
       const allowed = await checkCode(addr, request('/people/alice'));
@@ -174,24 +190,35 @@ async function main(): Promise<void> {
       ['2,000 RPS, unique path per request', request('/people/{{.RequestNumber}}'), ['-c', '20', '--rps', '2000']],
     ];
     const rows: string[] = [];
+    const cpuPerCheck: Record<string, number> = {};
     for (const [label, data, extra] of scenarios) {
       const res: Record<string, GhzReport> = {};
       for (const [name, addr] of Object.entries(targets)) {
+        const cpu0 = name === 'taskgate' ? process.cpuUsage() : undefined;
         res[name] = await ghz(addr, data, extra);
+        if (cpu0) {
+          const cu = process.cpuUsage(cpu0);
+          cpuPerCheck[label] = (cu.user + cu.system) / res[name]!.count;
+        }
         const r = res[name]!;
         const errs = r.count - (r.statusCodeDistribution.OK ?? 0);
         console.log(
           `${label.padEnd(42)} ${name.padEnd(17)} rps=${r.rps.toFixed(0).padStart(6)} p50=${pct(r, 50).toFixed(3)}ms p99=${pct(r, 99).toFixed(3)}ms errors=${errs}`,
         );
       }
+      res.floor = await ghz(floorTarget, data, extra);
+      const f = res.floor;
+      console.log(`${label.padEnd(42)} ${'grpc-js floor'.padEnd(17)} rps=${f.rps.toFixed(0).padStart(6)} p50=${pct(f, 50).toFixed(3)}ms p99=${pct(f, 99).toFixed(3)}ms`);
       const t = res.taskgate!;
       const o = res['opa-envoy-plugin']!;
       rows.push(
-        `| ${label} | ${t.rps.toFixed(0)} | ${pct(t, 50).toFixed(3)} | ${pct(t, 99).toFixed(3)} | ${o.rps.toFixed(0)} | ${pct(o, 50).toFixed(3)} | ${pct(o, 99).toFixed(3)} | ${(t.rps / o.rps).toFixed(2)} | ${(pct(t, 99) / pct(o, 99)).toFixed(2)} |`,
+        `| ${label} | ${t.rps.toFixed(0)} | ${pct(t, 50).toFixed(3)} | ${pct(t, 99).toFixed(3)} | ${o.rps.toFixed(0)} | ${pct(o, 50).toFixed(3)} | ${pct(o, 99).toFixed(3)} | ${(t.rps / o.rps).toFixed(2)} | ${(pct(t, 99) / pct(o, 99)).toFixed(2)} | ${f.rps.toFixed(0)} | ${pct(f, 99).toFixed(3)} | ${cpuPerCheck[label]!.toFixed(0)} |`,
       );
     }
-    console.log('\n| scenario | taskgate RPS | p50 ms | p99 ms | opa-envoy-plugin RPS | p50 ms | p99 ms | RPS ratio | p99 ratio |');
-    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    console.log(
+      '\n| scenario | taskgate RPS | p50 ms | p99 ms | opa-envoy-plugin RPS | p50 ms | p99 ms | RPS ratio | p99 ratio | grpc-js floor RPS | floor p99 ms | taskgate CPU µs/Check |',
+    );
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const r of rows) console.log(r);
   } finally {
     opa?.kill('SIGTERM');
