@@ -13,7 +13,7 @@
  * A line in the spool is the canonical text with `,"hash":"…","ts":"…"` and a
  * CRC-32 of everything before it (`,"_crc":"xxxxxxxx"}`) appended.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import type { AuditEvent, AuditEventInput, AuditEventType } from './event.ts';
 import { AUDIT_SCHEMA_VERSION } from './event.ts';
@@ -96,8 +96,30 @@ export function stableJson(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
   if (Array.isArray(v)) return '[' + v.map(stableJson).join(',') + ']';
   const o = v as Record<string, unknown>;
-  const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
-  return '{' + keys.map((k) => JSON.stringify(k) + ':' + stableJson(o[k])).join(',') + '}';
+  const keys = Object.keys(o);
+  // Emitters mostly write keys in order already: skip the sort then (same result).
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i - 1]! > keys[i]!) {
+      keys.sort();
+      break;
+    }
+  }
+  let out = '{';
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined) continue;
+    if (out.length > 1) out += ',';
+    out += jsonString(k) + ':' + stableJson(x);
+  }
+  return out + '}';
+}
+
+/** What JSON.stringify must escape: quote, backslash, control characters, (lone) surrogates. */
+const NEEDS_ESCAPE = /[\u0000-\u001f"\\\ud800-\udfff]/;
+
+/** JSON.stringify(s) for a string, without the call when nothing needs escaping. */
+function jsonString(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : '"' + s + '"';
 }
 
 const nonNeg = (n: number | undefined): number => (typeof n === 'number' && Number.isFinite(n) && n > 0 ? Math.floor(n) : 0);
@@ -150,6 +172,134 @@ export function canonicalFromInput(
   });
 }
 
+type Stamp = { seq: number; id: string; ts_us: number; source: string; prev_hash: string };
+
+/** A string field: JSON text, '""' when absent, undefined when not a string (the caller falls back). */
+function sField(v: unknown): string | undefined {
+  if (typeof v === 'string') return jsonString(v);
+  return v === undefined || v === null ? '""' : undefined;
+}
+
+function sArray(v: unknown): string | undefined {
+  if (v === undefined || v === null) return '[]';
+  if (!Array.isArray(v)) return undefined;
+  let out = '[';
+  for (let i = 0; i < v.length; i++) {
+    const x: unknown = v[i];
+    if (typeof x !== 'string') return undefined;
+    out += (i ? ',' : '') + jsonString(x);
+  }
+  return out + ']';
+}
+
+/**
+ * The canonical text without its closing brace, built by concatenation in
+ * ROW_FIELDS order: byte-identical to canonicalFromInput (a unit test holds
+ * them equal), about twice as fast. Undefined when a field has a type the
+ * fast path does not handle (canonicalFromInput then decides).
+ */
+function openCanonical(ev: AuditEventInput, st: Stamp): string | undefined {
+  const type = ev.type as unknown;
+  if (typeof type !== 'string') return undefined;
+  const session = sField(ev.session_id);
+  const task = sField(ev.task_id);
+  const taskType = sField(ev.task_type);
+  const subject = sField(ev.subject);
+  const groups = sArray(ev.groups);
+  const idType = sField(ev.identity_type);
+  const actingFor = sField(ev.acting_for);
+  const resource = sField(ev.resource);
+  const protocol = sField(ev.protocol);
+  const command = sField(ev.command);
+  const fingerprint = sField(ev.fingerprint);
+  const decision = sField(ev.decision);
+  const reasons = sArray(ev.reasons);
+  const revision = sField(ev.policy_revision);
+  const review = sField(ev.review_id);
+  const approvers = sArray(ev.approvers);
+  const client = sField(ev.client_addr);
+  if (
+    session === undefined || task === undefined || taskType === undefined || subject === undefined || groups === undefined ||
+    idType === undefined || actingFor === undefined || resource === undefined || protocol === undefined || command === undefined ||
+    fingerprint === undefined || decision === undefined || reasons === undefined || revision === undefined || review === undefined ||
+    approvers === undefined || client === undefined
+  ) {
+    return undefined;
+  }
+  let mf = '[]';
+  let mc = '[]';
+  if (ev.masked) {
+    const keys = Object.keys(ev.masked).sort();
+    if (keys.length > 0) {
+      mf = '[';
+      mc = '[';
+      for (let i = 0; i < keys.length; i++) {
+        mf += (i ? ',' : '') + jsonString(keys[i]!);
+        mc += (i ? ',' : '') + nonNeg(ev.masked[keys[i]!]);
+      }
+      mf += ']';
+      mc += ']';
+    }
+  }
+  return (
+    '{"seq":' + st.seq +
+    ',"schema_version":' + AUDIT_SCHEMA_VERSION +
+    ',"id":' + jsonString(st.id) +
+    ',"ts_us":' + st.ts_us +
+    ',"source":' + jsonString(st.source) +
+    ',"type":' + jsonString(type) +
+    ',"session_id":' + session +
+    ',"task_id":' + task +
+    ',"task_type":' + taskType +
+    ',"subject":' + subject +
+    ',"groups":' + groups +
+    ',"identity_type":' + idType +
+    ',"acting_for":' + actingFor +
+    ',"resource":' + resource +
+    ',"protocol":' + protocol +
+    ',"command":' + command +
+    ',"fingerprint":' + fingerprint +
+    ',"decision":' + decision +
+    ',"reasons":' + reasons +
+    ',"policy_revision":' + revision +
+    ',"review_id":' + review +
+    ',"approvers":' + approvers +
+    ',"rows":' + nonNeg(ev.rows) +
+    ',"bytes":' + nonNeg(ev.bytes) +
+    ',"masked_fields":' + mf +
+    ',"masked_counts":' + mc +
+    ',"duration_us":' + nonNeg(ev.duration_us) +
+    ',"client_addr":' + client +
+    ',"details":' + (ev.details ? JSON.stringify(stableJson(ev.details)) : '""') +
+    ',"prev_hash":' + jsonString(st.prev_hash)
+  );
+}
+
+/** Upper bound of the bytes sealEventInto() appends after the canonical text. */
+const SEAL_TAIL_MAX = 160;
+const HASH_MARK = ',"hash":"';
+const TS_MARK = '","ts":"';
+const CRC_MARK = ',"_crc":"';
+
+/**
+ * Seals one event into `buf` at `off`: its spool line (canonical text + hash
+ * + ts + CRC + '\n'), the same bytes as sealLine(c, sha256hex(c), ts) with
+ * c = canonicalFromInput(ev, st), but encoded once and hashed / checksummed
+ * in place. Returns the end offset and the hash (the next prev_hash), or
+ * undefined when `buf` may be too small (the caller grows it and retries).
+ */
+export function sealEventInto(buf: Buffer, off: number, ev: AuditEventInput, st: Stamp): { end: number; hash: string } | undefined {
+  const open = openCanonical(ev, st) ?? canonicalFromInput(ev, st).slice(0, -1);
+  if (buf.length - off < open.length * 3 + SEAL_TAIL_MAX) return undefined;
+  let p = off + buf.write(open, off, 'utf8');
+  buf[p] = 0x7d; // '}' closes the canonical text
+  const hash = sha256hex(buf.subarray(off, p + 1));
+  p += buf.write(HASH_MARK + hash + TS_MARK + chDateTime(st.ts_us) + '"', p, 'latin1');
+  const crc = crcHex(buf.subarray(off, p));
+  p += buf.write(CRC_MARK + crc + '"}\n', p, 'latin1');
+  return { end: p, hash };
+}
+
 /** Canonical text of a stored row (as read back from ClickHouse, chDB or the spool). */
 export function canonicalFromRow(r: Record<string, unknown>): string {
   const o: Record<string, unknown> = {};
@@ -173,14 +323,24 @@ export function canonicalFromRow(r: Record<string, unknown>): string {
   return JSON.stringify(o);
 }
 
-export function sha256hex(s: string): string {
-  return createHash('sha256').update(s).digest('hex');
+const hasOneShot = typeof oneShotHash === 'function';
+
+export function sha256hex(s: string | Uint8Array): string {
+  // crypto.hash (Node >= 20.12) skips the Hash object: ~2x faster for a 1 KB row.
+  return hasOneShot ? oneShotHash('sha256', s, 'hex') : createHash('sha256').update(s).digest('hex');
 }
 
 /** `YYYY-MM-DD hh:mm:ss` (UTC) for a µs timestamp: the ClickHouse DateTime column. */
+let dtSecond = -1;
+let dtText = '';
 export function chDateTime(tsUs: number): string {
-  const iso = new Date(Math.floor(tsUs / 1000)).toISOString();
-  return iso.slice(0, 10) + ' ' + iso.slice(11, 19);
+  const sec = Math.floor(tsUs / 1_000_000);
+  if (sec !== dtSecond) {
+    const iso = new Date(sec * 1000).toISOString();
+    dtText = iso.slice(0, 10) + ' ' + iso.slice(11, 19);
+    dtSecond = sec;
+  }
+  return dtText;
 }
 
 /** RFC 3339 with microseconds. */

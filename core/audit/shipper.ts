@@ -14,14 +14,16 @@
  * Damaged records (checksum mismatch, torn tail) are skipped and reported
  * with their byte range; the intact records around them are shipped.
  */
-import { open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, read, readdirSync, statSync } from 'node:fs';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { errorMessage } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import { migrate, schemaVersion, SHIP_REQUIRES } from './migrations.ts';
-import { scanBuffer, type DamagedRange } from './spool/segment.ts';
-import { listSegments } from './spool/writer.ts';
-import type { AuditStore } from './store.ts';
+import { isSegmentName, scanBuffer, type DamagedRange } from './spool/segment.ts';
+import { ShipperThread, type ShipperProgress } from './ship-thread.ts';
+import { ClickHouseStore, type AuditStore } from './store.ts';
 
 export interface ShipperOptions {
   dir: string;
@@ -40,6 +42,15 @@ export interface ShipperOptions {
   migrate?: boolean;
   log?: Logger;
   onDamage?: (d: DamageReport) => void;
+  /**
+   * Run the shipping loop in a worker thread with its own event loop and
+   * ClickHouse client, so delivery does not wait for turns of a busy data-path
+   * loop (and uses a second core). Default: true for a ClickHouseStore; chDB
+   * is in-process and always ships in the calling thread.
+   */
+  thread?: boolean;
+  /** Called after every step and failure (used by the shipper thread to report progress). */
+  onProgress?: (p: ShipperProgress) => void;
 }
 
 export interface DamageReport {
@@ -67,6 +78,25 @@ export interface ShipperStats {
   skippedDuplicates: number;
   damaged: DamageReport[];
   lastError: string | undefined;
+}
+
+const readAt = promisify(read);
+
+/**
+ * The shipper usually shares its event loop with the data path and the spool
+ * writer, where every await waits for a loop turn (milliseconds under load).
+ * So the directory listing and the stat are synchronous (microseconds); the
+ * cursor's write + rename and unlinks stay asynchronous (ext4 may flush data
+ * on a rename over an existing file: milliseconds under write load).
+ */
+function segmentsNow(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.filter(isSegmentName).sort();
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -102,6 +132,8 @@ export class Shipper {
   private abort = new AbortController();
   private loop: Promise<void> | undefined;
   private lock: Promise<void> = Promise.resolve();
+  private readonly onProgress: ((p: ShipperProgress) => void) | undefined;
+  private readonly remote: ShipperThread | undefined;
   readonly stats: ShipperStats = { shipped: 0, batches: 0, failures: 0, skippedDuplicates: 0, damaged: [], lastError: undefined };
 
   constructor(opts: ShipperOptions) {
@@ -117,27 +149,50 @@ export class Shipper {
     this.autoMigrate = opts.migrate ?? false;
     this.log = opts.log ?? silentLogger;
     this.onDamage = opts.onDamage;
+    this.onProgress = opts.onProgress;
+    if ((opts.thread ?? true) && opts.store instanceof ClickHouseStore) {
+      this.remote = new ShipperThread(
+        opts.store.connection,
+        {
+          dir: this.dir,
+          table: this.table,
+          batchBytes: this.batchBytes,
+          lingerMs: this.lingerMs,
+          backoffInitialMs: this.backoffInitialMs,
+          backoffMaxMs: this.backoffMaxMs,
+          deleteShipped: this.deleteShipped,
+          migrate: this.autoMigrate,
+        },
+        this.log,
+        this.stats,
+        (d) => this.onDamage?.(d),
+      );
+    }
   }
 
   /** Ships in the background until stop(). */
   start(): void {
+    if (this.remote) return this.remote.start();
     if (this.loop) return;
     this.abort = new AbortController();
     this.loop = this.run().finally(() => (this.loop = undefined));
   }
 
   async stop(): Promise<void> {
+    if (this.remote) return this.remote.stop();
     this.abort.abort();
     await this.loop;
   }
 
   /** Highest sequence number delivered (persisted cursor). */
   get shippedSeq(): number {
+    if (this.remote) return this.remote.shippedSeq;
     return this.cursor?.seq ?? 0;
   }
 
   /** Ships until the spool holds nothing more than `upToSeq` (default: what is on disk now). Throws on timeout. */
   async drain(timeoutMs = 60_000, upToSeq?: number): Promise<void> {
+    if (this.remote) return this.remote.call('drain', timeoutMs, upToSeq);
     const deadline = Date.now() + timeoutMs;
     const signal = this.abort.signal;
     let delay = this.backoffInitialMs;
@@ -180,6 +235,14 @@ export class Shipper {
     const msg = errorMessage(e);
     if (msg !== this.stats.lastError) this.log.warn('audit shipper: delivery failed; retrying with backoff', { table: this.table, error: msg });
     this.stats.lastError = msg;
+    this.progress();
+  }
+
+  private progress(): void {
+    if (!this.onProgress) return;
+    const { damaged: _d, ...st } = this.stats;
+    void _d;
+    this.onProgress({ shippedSeq: this.shippedSeq, stats: st });
   }
 
   private async loadCursor(): Promise<Cursor> {
@@ -207,6 +270,7 @@ export class Shipper {
 
   /** One step: ships one batch, or moves past a finished segment. Serialised: drain() and the background loop never overlap. */
   shipOnce(): Promise<{ idle: boolean; shipped: number; bytes: number }> {
+    if (this.remote) return this.remote.call('shipOnce');
     const next = this.lock.then(() => this.step());
     this.lock = next.then(
       () => undefined,
@@ -216,14 +280,22 @@ export class Shipper {
   }
 
   private async step(): Promise<{ idle: boolean; shipped: number; bytes: number }> {
+    try {
+      return await this.stepOnce();
+    } finally {
+      this.progress();
+    }
+  }
+
+  private async stepOnce(): Promise<{ idle: boolean; shipped: number; bytes: number }> {
     const cur = await this.loadCursor();
-    const segs = await listSegments(this.dir);
+    const segs = segmentsNow(this.dir);
     let seg = cur.segment && segs.includes(cur.segment) ? cur.segment : segs.find((s) => cur.segment === undefined || s > cur.segment);
     if (!seg) return { idle: true, shipped: 0, bytes: 0 };
     let offset = seg === cur.segment ? cur.offset : 0;
     const isLast = seg === segs[segs.length - 1];
     const path = join(this.dir, seg);
-    const size = (await stat(path)).size;
+    const size = statSync(path).size;
     if (offset >= size) {
       if (isLast) return { idle: true, shipped: 0, bytes: 0 };
       const next = segs[segs.indexOf(seg) + 1];
@@ -237,12 +309,12 @@ export class Shipper {
     let scan;
     for (;;) {
       buf = Buffer.allocUnsafe(want);
-      const fh = await open(path, 'r');
+      const fd = openSync(path, 'r');
       try {
-        const { bytesRead } = await fh.read(buf, 0, want, offset);
+        const { bytesRead } = await readAt(fd, buf, 0, want, offset);
         buf = buf.subarray(0, bytesRead);
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
       const atEnd = offset + buf.length >= size;
       scan = scanBuffer(buf, atEnd && !isLast);

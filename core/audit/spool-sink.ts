@@ -9,7 +9,7 @@ import { randomFillSync } from 'node:crypto';
 import { UUID } from 'uuidv7';
 import { silentLogger, type Logger } from '../log.ts';
 import type { AuditEventInput, AuditSink } from './event.ts';
-import { canonicalFromInput, sealLine, sha256hex, ZERO_HASH } from './row.ts';
+import { sealEventInto, ZERO_HASH } from './row.ts';
 import { readSpoolState, SpoolWriter, type SpoolOptions } from './spool/writer.ts';
 
 interface Queued {
@@ -42,12 +42,17 @@ export function uuidv7At(ms: number): string {
   return UUID.fromFieldsV7(ms, a, bHi, bLo).toString();
 }
 
+/** The sealing buffer: a batch of ~2,048 1 KB events fits; an outsized batch grows it, a later small one shrinks it back. */
+const SCRATCH_INITIAL = 4 << 20;
+const SCRATCH_KEEP = 16 << 20;
+
 export class SpoolAuditSink implements AuditSink {
   private readonly writer: SpoolWriter<Queued>;
   private readonly clock = new MicroClock();
   private readonly log: Logger;
   private prevHash: string;
   private reportedDrops = 0;
+  private scratch = Buffer.allocUnsafe(SCRATCH_INITIAL);
 
   private constructor(writer: SpoolWriter<Queued>, prevHash: string, log: Logger) {
     this.writer = writer;
@@ -61,7 +66,7 @@ export class SpoolAuditSink implements AuditSink {
     let prev = ZERO_HASH;
     if (state.lastLine) prev = (JSON.parse(state.lastLine) as { hash: string }).hash;
     let sink: SpoolAuditSink | undefined;
-    const writer = await SpoolWriter.open<Queued>(opts, (q, seq) => sink!.seal(q, seq), state);
+    const writer = await SpoolWriter.open<Queued>(opts, { encodeBatch: (items, first) => sink!.seal(items, first) }, state);
     sink = new SpoolAuditSink(writer, prev, opts.log ?? silentLogger);
     return sink;
   }
@@ -119,17 +124,28 @@ export class SpoolAuditSink implements AuditSink {
     }
   }
 
-  /** Runs in the writer loop, strictly in sequence order. */
-  private seal(q: Queued, seq: number): string {
-    const canonical = canonicalFromInput(q.ev, {
-      seq,
-      id: uuidv7At(Math.floor(q.ts_us / 1000)),
-      ts_us: q.ts_us,
-      source: this.writer.source,
-      prev_hash: this.prevHash,
-    });
-    const hash = sha256hex(canonical);
-    this.prevHash = hash;
-    return sealLine(canonical, hash, q.ts_us);
+  /**
+   * Runs in the writer loop, strictly in sequence order: seals a batch into
+   * one reusable buffer (the writer has written the previous one).
+   */
+  private seal(items: Queued[], firstSeq: number): Buffer {
+    let buf = this.scratch;
+    let off = 0;
+    let seq = firstSeq;
+    for (const q of items) {
+      const st = { seq, id: uuidv7At(Math.floor(q.ts_us / 1000)), ts_us: q.ts_us, source: this.writer.source, prev_hash: this.prevHash };
+      let r = sealEventInto(buf, off, q.ev, st);
+      while (!r) {
+        const grown = Buffer.allocUnsafe(buf.length * 2);
+        buf.copy(grown, 0, 0, off);
+        buf = this.scratch = grown;
+        r = sealEventInto(buf, off, q.ev, st);
+      }
+      this.prevHash = r.hash;
+      off = r.end;
+      seq++;
+    }
+    if (buf.length > SCRATCH_KEEP && off < SCRATCH_KEEP / 4) this.scratch = Buffer.allocUnsafe(SCRATCH_INITIAL);
+    return buf.subarray(0, off);
   }
 }

@@ -39,9 +39,12 @@ export class ClickHouseStore implements AuditStore {
   readonly kind = 'clickhouse' as const;
   readonly client: ClickHouseClient;
   readonly url: string;
+  /** How to connect again (a shipper thread opens its own client). */
+  readonly connection: ClickHouseStoreOptions;
 
   constructor(opts: ClickHouseStoreOptions) {
     this.url = opts.url;
+    this.connection = { ...opts };
     this.client = createClient({
       url: opts.url,
       username: opts.username ?? 'default',

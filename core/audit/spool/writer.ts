@@ -77,6 +77,13 @@ export async function listSegments(dir: string): Promise<string[]> {
   return names.filter(isSegmentName).sort();
 }
 
+/**
+ * Turns queued items into spool bytes, in sequence order: one line per item
+ * (a string), or a whole batch at once (a Buffer the writer has written
+ * before it asks for the next batch, so the encoder may reuse its memory).
+ */
+export type SpoolEncoder<T> = ((item: T, seq: number) => string) | { encodeBatch(items: T[], firstSeq: number): Buffer };
+
 interface Waiter {
   seq: number;
   resolve: () => void;
@@ -92,7 +99,7 @@ export class SpoolWriter<T> {
   readonly onFull: OnFull;
   private readonly maxBatch: number;
   private readonly log: Logger;
-  private readonly serialize: (item: T, seq: number) => string;
+  private readonly serialize: SpoolEncoder<T>;
 
   private queue: T[] = [];
   private queueFirstSeq: number;
@@ -112,7 +119,7 @@ export class SpoolWriter<T> {
   private timers: NodeJS.Timeout[] = [];
   dropped = 0;
 
-  private constructor(opts: SpoolOptions, state: SpoolState, serialize: (item: T, seq: number) => string) {
+  private constructor(opts: SpoolOptions, state: SpoolState, serialize: SpoolEncoder<T>) {
     this.dir = opts.dir;
     this.source = state.source;
     this.fsyncPolicy = opts.fsync ?? 'interval';
@@ -133,7 +140,7 @@ export class SpoolWriter<T> {
   }
 
   /** Opens the spool: recovers source and sequence from disk; new records go to a new segment. */
-  static async open<T>(opts: SpoolOptions, serialize: (item: T, seq: number) => string, state?: SpoolState): Promise<SpoolWriter<T>> {
+  static async open<T>(opts: SpoolOptions, serialize: SpoolEncoder<T>, state?: SpoolState): Promise<SpoolWriter<T>> {
     const st = state ?? (await readSpoolState(opts.dir, opts.source));
     const w = new SpoolWriter<T>(opts, st, serialize);
     await w.refreshDiskBytes();
@@ -215,9 +222,15 @@ export class SpoolWriter<T> {
           if (take === this.queue) this.queue = [];
           let first = this.queueFirstSeq;
           this.queueFirstSeq += take.length;
-          let text = '';
-          for (const item of take) text += this.serialize(item, first++);
-          const buf = Buffer.from(text, 'utf8');
+          let buf: Buffer;
+          const enc = this.serialize;
+          if (typeof enc === 'function') {
+            let text = '';
+            for (const item of take) text += enc(item, first++);
+            buf = Buffer.from(text, 'utf8');
+          } else {
+            buf = enc.encodeBatch(take, first);
+          }
           this.avgRecord = Math.max(64, Math.round(buf.length / take.length));
           await this.append(buf, this.queueFirstSeq - take.length);
           this.writtenSeq = this.queueFirstSeq - 1;
