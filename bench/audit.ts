@@ -125,6 +125,8 @@ try {
   await migrate(direct);
   const segs = await listSegments(join(dir, 'emit'));
   const rows = await readFile(join(dir, 'emit', segs[0]!));
+  const chPid = await serverPid(ch.dir);
+  const chCpuDirect0 = await procCpu(chPid);
   const tb = performance.now();
   let directN = 0;
   const chunk = rows.subarray(0, rows.lastIndexOf(10, 8 << 20) + 1);
@@ -134,6 +136,7 @@ try {
     directN += perChunk;
   }
   const directRate = directN / ((performance.now() - tb) / 1000);
+  const chUsDirect = ((await procCpu(chPid)) - chCpuDirect0) * 1e6 / directN;
   await direct.close();
 
   // --- sustained: emit -> spool -> shipper -> ClickHouse for SECONDS -----------------
@@ -141,7 +144,7 @@ try {
   const s2 = await SpoolAuditSink.open({ dir: sdir, fsync: 'interval', maxBytes: 2 * 1024 ** 3 });
   const shipper = new Shipper({ dir: sdir, store, batchBytes: 8 << 20, lingerMs: 50 });
   shipper.start();
-  const chPid = await serverPid(ch.dir);
+  const elu0 = performance.eventLoopUtilization();
   const cpu0 = { node: process.cpuUsage(), ch: await procCpu(chPid), m: await machineCpu() };
   const t0 = performance.now();
   let emitted = 0;
@@ -169,6 +172,7 @@ try {
   const windowS = (performance.now() - t0) / 1000;
   const shippedInWindow = shipper.shippedSeq;
   const nodeCpu = process.cpuUsage(cpu0.node);
+  const mainBusy = performance.eventLoopUtilization(elu0).utilization;
   const chCpu = (await procCpu(chPid)) - cpu0.ch;
   const m1 = await machineCpu();
   const machineBusy = (m1.busy - cpu0.m.busy) / windowS;
@@ -201,11 +205,13 @@ try {
     backlog_cap_waits: backlogWaits,
     // CPU in the sustained window, in cores (1.0 = one core busy for the whole window).
     cpu_cores_node_process: +((nodeCpu.user + nodeCpu.system) / 1e6 / windowS).toFixed(2),
+    cpu_cores_node_main_thread: +mainBusy.toFixed(2),
     cpu_cores_clickhouse_server: +(chCpu / windowS).toFixed(2),
     cpu_cores_machine_busy: +machineBusy.toFixed(2),
     cpu_cores_other_processes: +(machineBusy - (nodeCpu.user + nodeCpu.system) / 1e6 / windowS - chCpu / windowS).toFixed(2),
     node_us_per_delivered_event: +(((nodeCpu.user + nodeCpu.system) / shippedInWindow)).toFixed(2),
     clickhouse_us_per_delivered_event: +((chCpu * 1e6) / shippedInWindow).toFixed(2),
+    clickhouse_us_per_event_direct_insert: +chUsDirect.toFixed(2),
   };
   console.log(JSON.stringify(out, null, 2));
 } finally {

@@ -128,6 +128,11 @@ export class Shipper {
   private source: string | undefined;
   /** An insert may have landed without us knowing: check before sending. */
   private uncertain = true;
+  /** After a failure with a pipelined insert outstanding: sequence numbers up to here may be stored already. */
+  private maybeLandedThrough = 0;
+  /** The insert in flight while the next batch is read (pipelining), and where that next read starts. */
+  private inflight: { settled: Promise<unknown>; cursor: Cursor; shipped: number; last: number } | undefined;
+  private ahead: Cursor | undefined;
   private schemaOk = false;
   private abort = new AbortController();
   private loop: Promise<void> | undefined;
@@ -182,6 +187,8 @@ export class Shipper {
     if (this.remote) return this.remote.stop();
     this.abort.abort();
     await this.loop;
+    // Commit the insert still in flight (if it failed, the next start checks the store).
+    await this.settle().catch(() => undefined);
   }
 
   /** Highest sequence number delivered (persisted cursor). */
@@ -287,16 +294,46 @@ export class Shipper {
     }
   }
 
+  /**
+   * Waits for the insert in flight and commits it (stats, cursor). On failure
+   * the read position falls back to the persisted cursor and the error is thrown.
+   */
+  private async settle(): Promise<void> {
+    const f = this.inflight;
+    if (!f) return;
+    const err = await f.settled;
+    this.inflight = undefined;
+    if (err !== null) {
+      this.ahead = undefined;
+      this.maybeLandedThrough = Math.max(this.maybeLandedThrough, f.last);
+      throw err;
+    }
+    this.stats.shipped += f.shipped;
+    this.stats.batches++;
+    this.stats.lastError = undefined;
+    await this.saveCursor(f.cursor);
+    if (this.ahead === f.cursor) this.ahead = undefined;
+  }
+
+  /** Anything but a plain pipelined batch starts from a settled state: commit the insert in flight, then step again. */
+  private async settleFirst(): Promise<{ idle: boolean; shipped: number; bytes: number } | undefined> {
+    if (!this.inflight) return undefined;
+    await this.settle();
+    return { idle: false, shipped: 0, bytes: 0 };
+  }
+
   private async stepOnce(): Promise<{ idle: boolean; shipped: number; bytes: number }> {
-    const cur = await this.loadCursor();
+    const cur = this.ahead ?? (await this.loadCursor());
     const segs = segmentsNow(this.dir);
     let seg = cur.segment && segs.includes(cur.segment) ? cur.segment : segs.find((s) => cur.segment === undefined || s > cur.segment);
-    if (!seg) return { idle: true, shipped: 0, bytes: 0 };
+    if (!seg) return (await this.settleFirst()) ?? { idle: true, shipped: 0, bytes: 0 };
     let offset = seg === cur.segment ? cur.offset : 0;
     const isLast = seg === segs[segs.length - 1];
     const path = join(this.dir, seg);
     const size = statSync(path).size;
     if (offset >= size) {
+      const settled = await this.settleFirst();
+      if (settled) return settled;
       if (isLast) return { idle: true, shipped: 0, bytes: 0 };
       const next = segs[segs.indexOf(seg) + 1];
       await this.saveCursor({ segment: next, offset: 0, seq: cur.seq });
@@ -321,7 +358,40 @@ export class Shipper {
       if (scan.consumed > 0 || atEnd) break;
       want = Math.min(size - offset, want * 2);
     }
-    if (scan.consumed === 0) return { idle: true, shipped: 0, bytes: 0 };
+    if (scan.consumed === 0) return (await this.settleFirst()) ?? { idle: true, shipped: 0, bytes: 0 };
+    const first = scan.records[0]?.seq ?? 0;
+    const last = scan.records[scan.records.length - 1]?.seq ?? 0;
+    const check = this.uncertain || first <= this.maybeLandedThrough;
+    if (scan.damaged.length > 0 || scan.records.length === 0 || check || !this.schemaOk) {
+      // Serial path (damage reports, store checks, schema check): nothing in flight meanwhile.
+      const settled = await this.settleFirst();
+      if (settled) return settled;
+    } else {
+      // Pipelined: send this batch, then commit the previous one while it is being inserted.
+      const next: Cursor = { segment: seg, offset: offset + scan.consumed, seq: Math.max(cur.seq, last) };
+      const settled = this.store.insertRows(this.table, buf.subarray(0, scan.consumed)).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      const prev = this.inflight;
+      this.inflight = { settled, cursor: next, shipped: scan.records.length, last };
+      this.ahead = next;
+      if (prev) {
+        this.inflight = prev;
+        try {
+          await this.settle();
+        } catch (e) {
+          // The new insert may land too: wait for it, and check its range after the retry.
+          await settled;
+          this.maybeLandedThrough = Math.max(this.maybeLandedThrough, last);
+          this.ahead = undefined;
+          throw e;
+        }
+        this.inflight = { settled, cursor: next, shipped: scan.records.length, last };
+        this.ahead = next;
+      }
+      return { idle: false, shipped: scan.records.length, bytes: scan.consumed };
+    }
     for (const d of scan.damaged) this.reportDamage(seg, offset, d, scan.records);
     const records = scan.records;
     let body: Buffer;
@@ -330,9 +400,7 @@ export class Shipper {
     let shipped = records.length;
     if (records.length > 0) {
       await this.ensureSchema();
-      const first = records[0]!.seq;
-      const last = records[records.length - 1]!.seq;
-      if (this.uncertain) {
+      if (check) {
         const present = await this.presentSeqs(first, last);
         if (present.size > 0) {
           const keep = records.filter((r) => !present.has(r.seq));
