@@ -291,14 +291,27 @@ const CRC_MARK = ',"_crc":"';
 export function sealEventInto(buf: Buffer, off: number, ev: AuditEventInput, st: Stamp): { end: number; hash: string } | undefined {
   const open = openCanonical(ev, st) ?? canonicalFromInput(ev, st).slice(0, -1);
   if (buf.length - off < open.length * 3 + SEAL_TAIL_MAX) return undefined;
-  let p = off + buf.write(open, off, 'utf8');
+  const b = buf as FastBuffer;
+  let p = off + (b.utf8Write ? b.utf8Write(open, off) : buf.write(open, off, 'utf8'));
   buf[p] = 0x7d; // '}' closes the canonical text
   const hash = sha256hex(buf.subarray(off, p + 1));
-  p += buf.write(HASH_MARK + hash + TS_MARK + chDateTime(st.ts_us) + '"', p, 'latin1');
-  const crc = crcHex(buf.subarray(off, p));
-  p += buf.write(CRC_MARK + crc + '"}\n', p, 'latin1');
-  return { end: p, hash };
+  const mid = HASH_MARK + hash + TS_MARK + chDateTime(st.ts_us) + '"' + CRC_MARK;
+  const crcAt = p + mid.length - CRC_MARK.length;
+  p += b.latin1Write ? b.latin1Write(mid, p) : buf.write(mid, p, 'latin1');
+  let crc = crc32(buf.subarray(off, crcAt)) >>> 0;
+  for (let i = 7; i >= 0; i--) {
+    buf[p + i] = HEX[crc & 15]!;
+    crc >>>= 4;
+  }
+  buf[p + 8] = 0x22; // "
+  buf[p + 9] = 0x7d; // }
+  buf[p + 10] = 0x0a; // \n
+  return { end: p + 11, hash };
 }
+
+/** Buffer's unvalidated writers (present in every Node release; the typed write() is the fallback). */
+type FastBuffer = Buffer & { utf8Write?: (s: string, off: number) => number; latin1Write?: (s: string, off: number) => number };
+const HEX = Buffer.from('0123456789abcdef');
 
 /** Canonical text of a stored row (as read back from ClickHouse, chDB or the spool). */
 export function canonicalFromRow(r: Record<string, unknown>): string {
