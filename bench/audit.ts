@@ -142,7 +142,7 @@ try {
   // --- sustained: emit -> spool -> shipper -> ClickHouse for SECONDS -----------------
   const sdir = join(dir, 'sustained');
   const s2 = await SpoolAuditSink.open({ dir: sdir, fsync: 'interval', maxBytes: 2 * 1024 ** 3 });
-  const shipper = new Shipper({ dir: sdir, store, batchBytes: 8 << 20, lingerMs: 50 });
+  const shipper = new Shipper({ dir: sdir, store, batchBytes: Number(process.env.SHIP_BATCH_MB ?? 32) << 20, lingerMs: 50 });
   shipper.start();
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = { node: process.cpuUsage(), ch: await procCpu(chPid), m: await machineCpu() };
@@ -153,7 +153,7 @@ try {
   // Closed loop: emit as fast as delivery sustains. The backlog (emitted, not yet
   // in ClickHouse) is capped, so the emitter cannot starve the shipper or the
   // server of CPU by running ahead; the sustained rate is what gets delivered.
-  const BACKLOG = 200_000;
+  const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 200_000);
   while (performance.now() - t0 < SECONDS * 1000) {
     if (!s2.writable()) {
       blocked++;
@@ -183,6 +183,10 @@ try {
   const src = s2.source.replace(/'/g, '');
   const total = Number((await store.rows<{ n: string }>(`SELECT count() AS n FROM events WHERE source = '${src}'`))[0]!.n);
   const rate = shippedInWindow / windowS;
+  // Inserts the server slowed down because a partition had too many parts (parts_to_delay_insert).
+  const delayed = Object.fromEntries(
+    (await store.rows<{ event: string; value: string }>("SELECT event, value FROM system.events WHERE event LIKE 'DelayedInserts%' OR event = 'InsertQuery'")).map((r) => [r.event, Number(r.value)]),
+  );
 
   const out = {
     clickhouse: await store.version(),
@@ -202,6 +206,9 @@ try {
     ratio_emit_p99_vs_memory_sink: +(emitP99 / base.p99).toFixed(2),
     spool_bytes_per_event: Math.round(bytesPerEvent),
     fail_closed_waits: blocked,
+    server_insert_queries: delayed.InsertQuery ?? 0,
+    server_delayed_inserts: delayed.DelayedInserts ?? 0,
+    server_delayed_insert_ms: delayed.DelayedInsertsMilliseconds ?? 0,
     backlog_cap_waits: backlogWaits,
     // CPU in the sustained window, in cores (1.0 = one core busy for the whole window).
     cpu_cores_node_process: +((nodeCpu.user + nodeCpu.system) / 1e6 / windowS).toFixed(2),

@@ -30,7 +30,10 @@ export interface ShipperOptions {
   store: AuditStore;
   /** `events` (default) or `recordings`. */
   table?: 'events' | 'recordings';
-  /** Max bytes per insert. Default 8 MiB. */
+  /**
+   * Max bytes per insert. Default 32 MiB: fewer, larger parts halve ClickHouse's CPU per event
+   * against 8 MiB (bench/audit.ts). Up to two batches are held while an insert is pipelined.
+   */
   batchBytes?: number;
   /** Wait this long for more data when a batch is small. Default 200 ms. */
   lingerMs?: number;
@@ -146,7 +149,7 @@ export class Shipper {
     this.store = opts.store;
     this.table = opts.table ?? 'events';
     this.seqColumn = this.table === 'events' ? 'seq' : 'spool_seq';
-    this.batchBytes = opts.batchBytes ?? 8 << 20;
+    this.batchBytes = opts.batchBytes ?? 32 << 20;
     this.lingerMs = opts.lingerMs ?? 200;
     this.backoffInitialMs = opts.backoffInitialMs ?? 100;
     this.backoffMaxMs = opts.backoffMaxMs ?? 10_000;
