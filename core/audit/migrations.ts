@@ -52,7 +52,7 @@ export const EVENTS_COLUMNS = `
   prev_hash String,
   hash String`;
 
-const TASK_SUMMARY_SELECT = `SELECT
+const taskSummarySelect = (extraWhere = '') => `SELECT
     task_id,
     maxState(task_type) AS task_type,
     uniqExactState(id) AS events,
@@ -64,10 +64,10 @@ const TASK_SUMMARY_SELECT = `SELECT
     minState(ts) AS first_ts,
     maxState(ts) AS last_ts
   FROM events
-  WHERE task_id != ''
+  WHERE task_id != ''${extraWhere}
   GROUP BY task_id`;
 
-const DENIED_SELECT = `SELECT
+const deniedSelect = (extraWhere = '') => `SELECT
     toDate(ts) AS day,
     subject,
     task_id,
@@ -76,8 +76,29 @@ const DENIED_SELECT = `SELECT
     uniqExactState(id) AS attempts,
     maxState(ts) AS last_ts
   FROM events
-  WHERE type = 'decision' AND decision = 'deny'
+  WHERE type = 'decision' AND decision = 'deny'${extraWhere}
   GROUP BY day, subject, task_id, resource, protocol`;
+
+const TASK_SUMMARY_SELECT = taskSummarySelect();
+const DENIED_SELECT = deniedSelect();
+
+/** Schema version from which the summary views exist. */
+export const SUMMARIES_SINCE = 4;
+
+/**
+ * Re-applies the summary views to events already stored (one source, a
+ * sequence range). ClickHouse fills a materialized view in a separate step of
+ * the same INSERT: a server killed between the two keeps the events but not
+ * their summary rows. The shipper calls this for events its re-check found
+ * already stored; every summary column is an idempotent aggregate state
+ * (uniqExact, min, max, groupUniqArray), so repeating rows never counts twice.
+ */
+export async function repairSummaries(store: AuditStore, source: string, firstSeq: number, lastSeq: number): Promise<void> {
+  const src = source.replace(/\\/g, '\\\\').replace(/'/g, "\\'");
+  const where = ` AND source = '${src}' AND seq BETWEEN ${Math.floor(firstSeq)} AND ${Math.floor(lastSeq)}`;
+  await store.exec(`INSERT INTO task_summary ${taskSummarySelect(where)}`);
+  await store.exec(`INSERT INTO denied_attempts ${deniedSelect(where)}`);
+}
 
 export const MIGRATIONS: readonly Migration[] = [
   {

@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { errorMessage } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
-import { migrate, schemaVersion, SHIP_REQUIRES } from './migrations.ts';
+import { migrate, repairSummaries, schemaVersion, SHIP_REQUIRES, SUMMARIES_SINCE } from './migrations.ts';
 import { isSegmentName, scanBuffer, type DamagedRange } from './spool/segment.ts';
 import { ShipperThread, type ShipperProgress } from './ship-thread.ts';
 import { ClickHouseStore, type AuditStore } from './store.ts';
@@ -137,6 +137,7 @@ export class Shipper {
   private inflight: { settled: Promise<unknown>; cursor: Cursor; shipped: number; last: number } | undefined;
   private ahead: Cursor | undefined;
   private schemaOk = false;
+  private schemaVersion = 0;
   private abort = new AbortController();
   private loop: Promise<void> | undefined;
   private lock: Promise<void> = Promise.resolve();
@@ -273,6 +274,7 @@ export class Shipper {
     if (this.schemaOk) return;
     if (this.autoMigrate) await migrate(this.store);
     const v = await schemaVersion(this.store);
+    this.schemaVersion = v;
     const need = SHIP_REQUIRES[this.table] ?? 1;
     if (v < need) throw new Error(`audit schema version ${v} < ${need} needed for ${this.table}: run \`taskgate audit migrate\``);
     this.schemaOk = true;
@@ -406,6 +408,16 @@ export class Shipper {
       if (check) {
         const present = await this.presentSeqs(first, last);
         if (present.size > 0) {
+          // Events that landed while the server died may lack their summary rows: re-apply the views to them.
+          if (this.table === 'events' && this.schemaVersion >= SUMMARIES_SINCE) {
+            let lo = Infinity;
+            let hi = -Infinity;
+            for (const q of present) {
+              if (q < lo) lo = q;
+              if (q > hi) hi = q;
+            }
+            await repairSummaries(this.store, this.source!, lo, hi);
+          }
           const keep = records.filter((r) => !present.has(r.seq));
           this.stats.skippedDuplicates += records.length - keep.length;
           shipped = keep.length;
