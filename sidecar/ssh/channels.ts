@@ -222,16 +222,31 @@ async function runExec(conn: SshConnection, st: SessionState, ch: ServerChannel,
     rec?.output(b);
   };
   relayInput(ch, up, counts.in);
+  const code = await relayUntilExit(conn, st, up, ch, [masker, maskerErr], show, counts, rec);
+  finish(code);
+}
+
+/** The upstream channel's exit status (a signal is 128+n like a shell reports it). */
+/** Relays stdout and stderr (each through its own masker) until both end, then returns the exit status. */
+async function relayUntilExit(
+  conn: SshConnection,
+  st: SessionState,
+  up: ClientChannel,
+  ch: ServerChannel,
+  [masker, maskerErr]: [StreamMasker | undefined, StreamMasker | undefined],
+  show: Parameters<typeof relayOutput>[3],
+  counts: { in: { bytes: number }; out: { bytes: number } },
+  rec: AsciicastRecorder | undefined,
+): Promise<number> {
   const exit = exitOf(up);
   const idle = st.pty ? PTY_IDLE_FLUSH_MS : undefined;
   await Promise.all([relayOutput(up, ch, masker, show, counts.out, idle), relayOutput(up.stderr, ch.stderr, maskerErr, show, counts.out, idle)]);
   conn.bytes.in += counts.in.bytes;
   const code = await exit;
   await rec?.close();
-  finish(code);
+  return code;
 }
 
-/** The upstream channel's exit status (a signal is 128+n like a shell reports it). */
 function exitOf(up: ClientChannel): Promise<number> {
   return new Promise((resolve) => {
     let code = SIDECAR_ERROR_EXIT;
@@ -334,12 +349,7 @@ async function runShell(conn: SshConnection, st: SessionState, ch: ServerChannel
     lines.feed(d);
   });
   ch.once('end', () => lines.close());
-  const exit = exitOf(up);
-  const idle = st.pty ? PTY_IDLE_FLUSH_MS : undefined;
-  await Promise.all([relayOutput(up, ch, masker, show, counts.out, idle), relayOutput(up.stderr, ch.stderr, maskerErr, show, counts.out, idle)]);
-  conn.bytes.in += counts.in.bytes;
-  const code = await exit;
-  await rec?.close();
+  const code = await relayUntilExit(conn, st, up, ch, [masker, maskerErr], show, counts, rec);
   commandEvent(conn, o, req, { exit_status: code, bytes_out: counts.out.bytes, bytes_in: counts.in.bytes, started, channel, masked: maskCounts(masker, maskerErr) });
   ch.exit(code);
   ch.end();
