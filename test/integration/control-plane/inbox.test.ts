@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { launchChromium } from '../../support/browser.ts';
 import { MemoryAuditSink } from '../../../core/audit/event.ts';
 import { Gatekeeper } from '../../../core/gate.ts';
 import { OidcAuthenticator } from '../../../core/identity/oidc.ts';
@@ -76,10 +77,7 @@ describe('web inbox in Chromium approves a held psql statement', () => {
       title: 'Fix item names',
       ttl_s: 600,
     });
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
     page = await browser.newPage();
     page.setDefaultTimeout(15_000);
     await page.goto(`${cp.url}/inbox`);

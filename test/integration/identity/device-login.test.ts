@@ -4,7 +4,8 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, stat, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../../support/browser.ts';
 import { startOidcIssuer, type OidcIssuer } from '../../../devenv/oidc-issuer.ts';
 
 const BIN = join(import.meta.dirname, '../../../bin/taskgate.js');
@@ -35,10 +36,7 @@ describe('taskgate login (device flow against oidc-provider, approved in real Ch
   before(async () => {
     idp = await startOidcIssuer();
     dir = await mkdtemp(join(tmpdir(), 'tg-login-'));
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
