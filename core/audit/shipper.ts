@@ -32,7 +32,8 @@ export interface ShipperOptions {
   table?: 'events' | 'recordings';
   /**
    * Max bytes per insert. Default 32 MiB: fewer, larger parts halve ClickHouse's CPU per event
-   * against 8 MiB (bench/audit.ts). Up to two batches are held while an insert is pipelined.
+   * against 8 MiB (bench/audit.ts). Up to two batches are held while an insert is pipelined;
+   * a batch under half of this is not pipelined behind another insert (it waits and grows).
    */
   batchBytes?: number;
   /** Wait this long for more data when a batch is small. Default 200 ms. */
@@ -318,6 +319,16 @@ export class Shipper {
     this.stats.lastError = undefined;
     await this.saveCursor(f.cursor);
     if (this.ahead === f.cursor) this.ahead = undefined;
+    if (this.deleteShipped) await this.removeShippedBefore(f.cursor.segment);
+  }
+
+  /** Deletes the segments before the committed cursor's (read past while an insert was in flight). */
+  private async removeShippedBefore(segment: string | undefined): Promise<void> {
+    if (segment === undefined) return;
+    for (const s of segmentsNow(this.dir)) {
+      if (s >= segment) break;
+      await rm(join(this.dir, s), { force: true });
+    }
   }
 
   /** Anything but a plain pipelined batch starts from a settled state: commit the insert in flight, then step again. */
@@ -337,10 +348,14 @@ export class Shipper {
     const path = join(this.dir, seg);
     const size = statSync(path).size;
     if (offset >= size) {
-      const settled = await this.settleFirst();
-      if (settled) return settled;
-      if (isLast) return { idle: true, shipped: 0, bytes: 0 };
+      if (isLast) return (await this.settleFirst()) ?? { idle: true, shipped: 0, bytes: 0 };
       const next = segs[segs.indexOf(seg) + 1];
+      if (this.inflight) {
+        // Keep the pipeline full across the segment boundary: read on in the next segment now;
+        // the cursor moves there (and this segment goes) when the insert in flight is committed.
+        this.ahead = { segment: next, offset: 0, seq: cur.seq };
+        return { idle: false, shipped: 0, bytes: 0 };
+      }
       await this.saveCursor({ segment: next, offset: 0, seq: cur.seq });
       if (this.deleteShipped) await rm(path, { force: true });
       return { idle: false, shipped: 0, bytes: 0 };
@@ -371,6 +386,12 @@ export class Shipper {
       // Serial path (damage reports, store checks, schema check): nothing in flight meanwhile.
       const settled = await this.settleFirst();
       if (settled) return settled;
+    } else if (this.inflight && isLast && scan.consumed < this.batchBytes / 2) {
+      // A short read of the segment being written while an insert is in flight: let the
+      // batch grow for the length of that insert rather than send a small part (every part
+      // costs ClickHouse a merge). Then read again at once (`bytes` = a full batch: no linger).
+      await this.settle();
+      return { idle: false, shipped: 0, bytes: this.batchBytes };
     } else {
       // Pipelined: send this batch, then commit the previous one while it is being inserted.
       const next: Cursor = { segment: seg, offset: offset + scan.consumed, seq: Math.max(cur.seq, last) };

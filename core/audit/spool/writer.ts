@@ -30,7 +30,7 @@ export interface SpoolOptions {
   fsync?: FsyncPolicy;
   /** Default 100 ms. */
   fsyncIntervalMs?: number;
-  /** Rotate segments at this size. Default 16 MiB. */
+  /** Rotate segments at this size. Default 64 MiB (a segment holds two full shipper batches). */
   segmentBytes?: number;
   /** Spool size bound (all segments on disk + queued). Default 1 GiB. */
   maxBytes?: number;
@@ -123,7 +123,7 @@ export class SpoolWriter<T> {
     this.dir = opts.dir;
     this.source = state.source;
     this.fsyncPolicy = opts.fsync ?? 'interval';
-    this.segmentBytes = opts.segmentBytes ?? 16 << 20;
+    this.segmentBytes = opts.segmentBytes ?? 64 << 20;
     this.maxBytes = opts.maxBytes ?? 1 << 30;
     this.reserveBytes = Math.max(1 << 20, Math.floor(this.maxBytes / 20));
     this.onFull = opts.onFull ?? 'fail_closed';

@@ -46,7 +46,8 @@ describe('audit against clickhouse-server 18.16', () => {
     const store = await freshDb('killtest');
     await migrate(store);
     const dir = await tmp();
-    const sink = await SpoolAuditSink.open({ dir, fsync: 'interval' });
+    // Small segments: the outage also hits inserts pipelined across segment boundaries.
+    const sink = await SpoolAuditSink.open({ dir, fsync: 'interval', segmentBytes: 3 << 20 });
     const shipper = new Shipper({ dir, store, batchBytes: 1 << 20, lingerMs: 20, backoffInitialMs: 50, backoffMaxMs: 500, deleteShipped: false });
     shipper.start();
     const N = 100_000;
@@ -87,6 +88,39 @@ describe('audit against clickhouse-server 18.16', () => {
     assert.equal(v.ok, true, JSON.stringify(v.problems.slice(0, 3)));
     // The summaries count each event once too.
     assert.equal(await num(store, 'SELECT sum(n) AS n FROM (SELECT uniqExactMerge(events) AS n FROM task_summary GROUP BY task_id)'), N);
+    await store.close();
+  });
+
+  it('pipelined inserts across many segments: every event once, shipped segments deleted, cursor at the end', { timeout: 120_000 }, async () => {
+    const store = await freshDb('segments');
+    await migrate(store);
+    const dir = await tmp();
+    const sink = await SpoolAuditSink.open({ dir, fsync: 'interval', segmentBytes: 256 << 10 });
+    const shipper = new Shipper({ dir, store, batchBytes: 128 << 10, lingerMs: 5 });
+    shipper.start();
+    const N = 20_000;
+    try {
+      for (let i = 0; i < N; i++) {
+        sink.emit({ type: 'command', task_id: `OPS-${i % 11}`, command: `SELECT ${i}`, protocol: 'postgres' });
+        if (i % 500 === 499) await new Promise((r) => setTimeout(r, 1));
+      }
+      await sink.flush();
+      assert.ok((await listSegments(dir)).length > 1, 'the stream spans several segments');
+      await shipper.drain(60_000, N);
+    } finally {
+      await shipper.stop();
+      await sink.close();
+    }
+    assert.equal(shipper.stats.shipped, N);
+    assert.equal(await num(store, 'SELECT count() AS n FROM events'), N);
+    assert.equal(await num(store, 'SELECT uniqExact(seq) AS n FROM events'), N);
+    assert.equal(await num(store, 'SELECT max(seq) AS n FROM events'), N);
+    // Everything but the segment still open for writing is gone; the cursor sits at its end.
+    const left = await listSegments(dir);
+    assert.equal(left.length, 1, `segments left: ${left.join(', ')}`);
+    const cursor = JSON.parse(await readFile(join(dir, 'cursor.json'), 'utf8')) as { segment: string; seq: number };
+    assert.equal(cursor.segment, left[0]);
+    assert.equal(cursor.seq, N);
     await store.close();
   });
 
