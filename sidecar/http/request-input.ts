@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256hex } from '../../core/hash.ts';
 import type { HttpRequest } from '../../core/policy-contract.ts';
 import { kubernetesRequestInfo } from './k8s-request-info.ts';
 import { normalizeRequestPath, parseQuery } from './path.ts';
@@ -118,7 +118,7 @@ export function requestFingerprint(r: HttpRequest, extra = ''): string {
   }
   s += '\0';
   s += extra;
-  return `http:${createHash('sha256').update(s).digest('hex').slice(0, 32)}`;
+  return `http:${sha256hex(s).slice(0, 32)}`;
 }
 
 /**

@@ -3,7 +3,7 @@
  * the shell analysis), shell, shell lines, subsystems (sftp), legacy scp,
  * port forwards, agent forwarding and X11. Pure functions, no sockets.
  */
-import { createHash } from 'node:crypto';
+import { sha256hex } from '../../core/hash.ts';
 import type { SshKind, SshRequest } from '../../core/policy-contract.ts';
 import type { CommandSpec } from '../../core/gate.ts';
 import { analyzeShell } from './shell-parse.ts';
@@ -43,6 +43,6 @@ export function forwardRequest(kind: 'port_forward' | 'remote_forward', host: st
 /** The gate's view of a request: text for audit/reviewers and an exact fingerprint (the decision cache key). */
 export function commandSpec(req: SshRequest): CommandSpec {
   const text = req.command || req.kind;
-  const fingerprint = 'ssh:' + createHash('sha256').update(req.kind).update('\0').update(text).digest('hex').slice(0, 32);
+  const fingerprint = 'ssh:' + sha256hex(`${req.kind}\0${text}`).slice(0, 32);
   return { request: req, text, fingerprint, summary: { kind: req.kind, programs: req.programs.map((p) => ({ name: p.name, via: p.via, ...(p.dynamic ? { dynamic: true } : {}) })), ...(req.unparseable ? { unparseable: true } : {}) } };
 }
