@@ -58,15 +58,25 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
   const plans = new MaskPlans();
   const maxHold = opts.maxHoldMs ?? 25_000;
   const marginFor = (left: number) => opts.deadlineMarginMs ?? Math.min(250, Math.max(20, left * 0.1));
-  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+  // channelz (per-call statistics for grpc debugging tools) is not used: off, it saves ~2 µs per Check.
+  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024, 'grpc.enable_channelz': 0 });
 
   server.addService(services.externalProcessor, { Process: processHandler({ authorizer, plans, log, ...opts.extProc }) });
   server.addService(services.authorization, {
     Check: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-      const ac = new AbortController();
       let answered = false;
-      // grpc-js also reports 'cancelled' when a finished call's stream closes: only an unanswered Check is cancelled.
-      call.on('cancelled', () => answered || ac.abort());
+      let ac: AbortController | undefined;
+      // Made only when the answer has to wait (a review hold): subscribing to a grpc-js call's
+      // 'cancelled' costs more than the rest of a cached Check. grpc-js also reports 'cancelled'
+      // when a finished call's stream closes: only an unanswered Check is cancelled.
+      const signal = (): AbortSignal => {
+        if (!ac) {
+          const c = (ac = new AbortController());
+          if (call.cancelled) c.abort();
+          else call.on('cancelled', () => answered || c.abort());
+        }
+        return ac.signal;
+      };
       const dl = call.getDeadline();
       const deadline = dl instanceof Date ? dl.getTime() : dl;
       const left = deadline - Date.now();
@@ -81,14 +91,14 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
             ...(input.client_address ? { client_address: input.client_address } : {}),
             ...(input.request_id ? { request_id: input.request_id } : {}),
             waitMs,
-            signal: ac.signal,
+            signal,
             refuseMergedSlashes: true,
             entry: 'ext_authz',
           })
         : Promise.resolve(authorizer.malformed('ext_authz', input.reason));
       pending.then(
         (r) => {
-          if (ac.signal.aborted) return;
+          if (ac?.signal.aborted || call.cancelled) return;
           answered = true;
           if (r.allowed) plans.put(r);
           callback(null, checkResponse(r));

@@ -6,7 +6,7 @@ import type { Authenticator, Identity } from '../../core/identity/identity.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import type { Metrics } from '../../core/metrics.ts';
 import type { MaskRule, ResourceInput } from '../../core/policy-contract.ts';
-import { HttpDecider } from './decide.ts';
+import { HttpDecider, type SignalSource } from './decide.ts';
 import { bearerToken, buildHttpRequest, taskFromRequest, TASK_HEADER, type RawHttpRequest } from './request-input.ts';
 
 /**
@@ -59,7 +59,8 @@ export interface HttpAuthzRequest {
   request_id?: string;
   /** How long a review may hold this request before `pending` is answered. */
   waitMs: number;
-  signal?: AbortSignal;
+  /** The caller went away (a function: made only if the answer has to wait). */
+  signal?: SignalSource;
   /** Refuse paths with duplicate slashes instead of merging them (ext_authz cannot rewrite Envoy's path). */
   refuseMergedSlashes?: boolean;
   entry: 'ext_authz' | 'proxy';
