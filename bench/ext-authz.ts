@@ -6,7 +6,8 @@
  *   bash bench/setup-tools.sh                 # once: ghz + opa-envoy-plugin
  *   node --import tsx bench/ext-authz.ts      # ~80 s
  *
- * Scenarios per server: max throughput (50 workers, no rate limit) and a fixed
+ * Every target first gets an unmeasured warm-up (WARMUP_S, default 2 s, per
+ * max-throughput scenario). Scenarios per server: max throughput (50 workers, no rate limit) and a fixed
  * 2,000 RPS, each for DURATION_S seconds; with a repeated request and with a
  * unique path per request (taskgate's decision cache cannot answer those).
  * taskgate writes every decision to its durable audit spool (real disk);
@@ -19,10 +20,11 @@
  * distance between it and taskgate is taskgate's own per-Check cost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { BIN, ghz, pct, POLICY, request, WARMUP_S, type GhzReport } from './lib/ext-authz-load.ts';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { SpoolAuditSink } from '../core/audit/spool-sink.ts';
 import { Gatekeeper } from '../core/gate.ts';
 import { InProcessReviews } from '../core/reviews.ts';
@@ -30,86 +32,9 @@ import { StaticTaskRegistry } from '../core/tasks.ts';
 import { buildBundle } from '../compiler/build.ts';
 import { freePort, waitFor } from '../devenv/net.ts';
 import { envoyPolicyEngine } from '../ext-authz/envoy-decision.ts';
-import { envoyProtoIncludeDirs, envoyServices } from '../ext-authz/protos.ts';
+import { envoyServices } from '../ext-authz/protos.ts';
 import { credentials, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { startExtAuthz } from '../ext-authz/server.ts';
-
-const BIN = resolve(import.meta.dirname, '..', '.tools', 'bin');
-const DURATION_S = Number(process.env.DURATION_S ?? 8);
-
-const POLICY = `package envoy.authz
-
-import rego.v1
-
-import input.attributes.request.http as http_request
-
-default allow := false
-
-allow if {
-	http_request.method == "GET"
-	glob.match("/people/*", ["/"], http_request.path)
-	http_request.headers["x-team"] == "payments"
-}
-`;
-
-function request(path: string): string {
-  return JSON.stringify({
-    attributes: {
-      source: { address: { socketAddress: { address: '10.1.2.3', portValue: 51234 } } },
-      request: {
-        http: {
-          method: 'GET',
-          path,
-          host: 'people.svc',
-          scheme: 'http',
-          protocol: 'HTTP/1.1',
-          headers: { ':authority': 'people.svc', ':method': 'GET', ':path': path, 'user-agent': 'curl/8.5', 'x-team': 'payments' },
-        },
-      },
-    },
-  });
-}
-
-interface GhzReport {
-  rps: number;
-  count: number;
-  latencyDistribution: { percentage: number; latency: number }[] | null;
-  statusCodeDistribution: Record<string, number>;
-  errorDistribution?: Record<string, number>;
-}
-
-async function ghz(target: string, data: string, extra: string[]): Promise<GhzReport> {
-  const includes = envoyProtoIncludeDirs();
-  const args = [
-    '--insecure',
-    '--proto', 'envoy/service/auth/v3/external_auth.proto',
-    '--import-paths', includes.join(','),
-    '--call', 'envoy.service.auth.v3.Authorization.Check',
-    '-d', data,
-    '-z', `${DURATION_S}s`,
-    '--format', 'json',
-    ...extra,
-    target,
-  ];
-  const out = await run(join(BIN, 'ghz'), args, (DURATION_S + 30) * 1000);
-  return JSON.parse(out) as GhzReport;
-}
-
-function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
-  return new Promise((resolvePromise, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d));
-    p.stderr.on('data', (d: Buffer) => (err += d));
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('close', (code) => {
-      clearTimeout(t);
-      if (code === 0 || out.trim().startsWith('{')) resolvePromise(out);
-      else reject(new Error(`${cmd} exited ${code}: ${err.slice(0, 500)}`));
-    });
-  });
-}
 
 /** CheckResponse.status.code for one request, through a real gRPC client. */
 function checkCode(address: string, json: string): Promise<number> {
@@ -123,8 +48,6 @@ function checkCode(address: string, json: string): Promise<number> {
     }),
   );
 }
-
-const pct = (r: GhzReport, p: number) => ((r.latencyDistribution ?? []).find((d) => d.percentage === p)?.latency ?? NaN) / 1e6;
 
 async function main(): Promise<void> {
   for (const b of ['ghz', 'opa-envoy-plugin']) {
@@ -189,6 +112,10 @@ async function main(): Promise<void> {
       ['2,000 RPS, repeated request', request('/people/alice'), ['-c', '20', '--rps', '2000']],
       ['2,000 RPS, unique path per request', request('/people/{{.RequestNumber}}'), ['-c', '20', '--rps', '2000']],
     ];
+    // Unmeasured warm-up of every target (Node's JIT; the Go server needs none but gets the same).
+    for (const addr of [...Object.values(targets), floorTarget]) {
+      for (const [, data, extra] of scenarios.slice(0, 2)) await ghz(addr, data, extra, WARMUP_S);
+    }
     const rows: string[] = [];
     const cpuPerCheck: Record<string, number> = {};
     for (const [label, data, extra] of scenarios) {

@@ -1,0 +1,104 @@
+/**
+ * Where a Check's CPU goes: the ext_authz Check handler built up stage by
+ * stage on one grpc-js server (same protos, same request, ghz at max
+ * throughput), CPU per Check of this process for each. The last rows are the
+ * product's own server (ext-authz/server.ts), with the audit spool and with
+ * a no-op audit sink.
+ *
+ *   bash bench/setup-tools.sh                        # once: ghz
+ *   DURATION_S=6 node --import tsx bench/ext-authz-stages.ts
+ *   UNIQUE=1 ...                                    # a new path per request (no decision cache hits)
+ *
+ * Each row is preceded by an unmeasured warm-up run (WARMUP_S, default 2 s).
+ * ghz runs as a child process; its CPU is not counted. The machine's other
+ * load shows up in the numbers: compare rows of one run.
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import type { AuditSink } from '../core/audit/event.ts';
+import { SpoolAuditSink } from '../core/audit/spool-sink.ts';
+import { Gatekeeper } from '../core/gate.ts';
+import { InProcessReviews } from '../core/reviews.ts';
+import { StaticTaskRegistry } from '../core/tasks.ts';
+import { buildBundle } from '../compiler/build.ts';
+import { checkInput } from '../ext-authz/check-input.ts';
+import { checkResponse } from '../ext-authz/check-response.ts';
+import { encodeCheckResponse } from '../ext-authz/check-response-codec.ts';
+import { envoyPolicyEngine } from '../ext-authz/envoy-decision.ts';
+import { envoyServices } from '../ext-authz/protos.ts';
+import { startExtAuthz } from '../ext-authz/server.ts';
+import { HttpAuthorizer } from '../sidecar/http/authorize.ts';
+import { BIN, DURATION_S, ghz, pct, POLICY, request, WARMUP_S } from './lib/ext-authz-load.ts';
+
+if (!existsSync(join(BIN, 'ghz'))) throw new Error('ghz missing: run bash bench/setup-tools.sh');
+const data = request(process.env.UNIQUE ? '/people/{{.RequestNumber}}' : '/people/alice');
+const dir = await mkdtemp(join(tmpdir(), 'taskgate-bench-stages-'));
+const NOOP_AUDIT: AuditSink = { emit() {}, writable: () => true, flush: async () => {}, close: async () => {} } as unknown as AuditSink;
+
+try {
+  await writeFile(join(dir, 'policy.rego'), POLICY);
+  const built = await buildBundle({ dir, out: join(dir, 'bundle.tar.gz'), entrypoint: 'envoy/authz/allow' });
+  const bundle = await readFile(built.out);
+  const spool = await SpoolAuditSink.open({ dir: join(dir, 'spool') });
+  async function authorizerWith(audit: AuditSink): Promise<HttpAuthorizer> {
+    const engine = envoyPolicyEngine({ entrypoint: 'envoy/authz/allow' });
+    await engine.load(bundle);
+    return new HttpAuthorizer({ gate: new Gatekeeper({ engine, tasks: new StaticTaskRegistry(), reviews: new InProcessReviews(), audit }), resources: [{ name: 'people-api' }] });
+  }
+
+  const services = envoyServices();
+  const OK = { status: { code: 0 }, okResponse: { headers: [{ header: { key: 'x-taskgate-decision-id', value: 'constant' }, append: { value: false } }] } };
+  type Stage = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void;
+  /** One handler per stage; each adds one step to the previous. */
+  const stages: [string, (a: HttpAuthorizer) => Stage][] = [
+    ['constant OK (grpc-js floor)', () => (_c, cb) => cb(null, OK)],
+    ['+ CheckRequest -> input', () => (c, cb) => {
+      checkInput(c.request);
+      cb(null, OK);
+    }],
+    ['+ authorize (constant response)', (a) => (c, cb) => {
+      const input = checkInput(c.request);
+      if (!input.ok) return cb(null, OK);
+      void a.authorize({ raw: input.raw, extra: input.extra, fingerprint_extra: input.fingerprint_extra, waitMs: 1000, refuseMergedSlashes: true, entry: 'ext_authz' }).then(() => cb(null, OK));
+    }],
+    ['+ CheckResponse', (a) => (c, cb) => {
+      const input = checkInput(c.request);
+      if (!input.ok) return cb(null, OK);
+      void a.authorize({ raw: input.raw, extra: input.extra, fingerprint_extra: input.fingerprint_extra, waitMs: 1000, refuseMergedSlashes: true, entry: 'ext_authz' }).then((r) => cb(null, checkResponse(r)));
+    }],
+  ];
+
+  async function measure(label: string, address: string): Promise<void> {
+    await ghz(address, data, ['-c', '50', '--connections', '4'], WARMUP_S); // JIT warm-up, not measured
+    const c0 = process.cpuUsage();
+    const r = await ghz(address, data, ['-c', '50', '--connections', '4']);
+    const cu = process.cpuUsage(c0);
+    const us = (cu.user + cu.system) / r.count;
+    console.log(`| ${label} | ${r.rps.toFixed(0)} | ${pct(r, 50).toFixed(2)} | ${pct(r, 99).toFixed(2)} | ${us.toFixed(0)} |`);
+  }
+
+  console.log(`\n${process.env.UNIQUE ? 'unique path per request' : 'repeated request'}, ${DURATION_S} s per row\n`);
+  console.log('| stage | RPS | p50 ms | p99 ms | CPU µs/Check |');
+  console.log('| --- | ---: | ---: | ---: | ---: |');
+  const check = services.authorization.Check!;
+  for (const [label, make] of stages) {
+    const server = new Server({ 'grpc.enable_channelz': 0 });
+    const encoded = label === '+ CheckResponse' ? { ...services.authorization, Check: { ...check, responseSerialize: (v: unknown) => encodeCheckResponse(v) ?? check.responseSerialize(v) } } : services.authorization;
+    server.addService(encoded, { Check: make(await authorizerWith(spool)) });
+    const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    await measure(label, `127.0.0.1:${port}`);
+    server.forceShutdown();
+  }
+  for (const [label, audit] of [['taskgate ext_authz server (audit spool)', spool], ['taskgate ext_authz server (audit no-op)', NOOP_AUDIT]] as const) {
+    const a = await authorizerWith(audit);
+    const tg = await startExtAuthz({ gate: a.decider.gate, resources: [{ name: 'people-api' }] });
+    await measure(label, tg.address);
+    await tg.close();
+  }
+  await spool.close();
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}

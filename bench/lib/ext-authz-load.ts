@@ -1,0 +1,89 @@
+/**
+ * Shared by the ext_authz benchmarks: the opa-envoy-plugin-style policy and
+ * CheckRequest they all use, and a ghz runner.
+ */
+import { spawn } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { envoyProtoIncludeDirs } from '../../ext-authz/protos.ts';
+
+export const BIN = resolve(import.meta.dirname, '..', '..', '.tools', 'bin');
+export const DURATION_S = Number(process.env.DURATION_S ?? 8);
+/** An unmeasured run before each measured one, so Node's JIT has compiled the hot path (Go needs none; both get it). */
+export const WARMUP_S = Number(process.env.WARMUP_S ?? 2);
+
+export const POLICY = `package envoy.authz
+
+import rego.v1
+
+import input.attributes.request.http as http_request
+
+default allow := false
+
+allow if {
+	http_request.method == "GET"
+	glob.match("/people/*", ["/"], http_request.path)
+	http_request.headers["x-team"] == "payments"
+}
+`;
+
+export function request(path: string): string {
+  return JSON.stringify({
+    attributes: {
+      source: { address: { socketAddress: { address: '10.1.2.3', portValue: 51234 } } },
+      request: {
+        http: {
+          method: 'GET',
+          path,
+          host: 'people.svc',
+          scheme: 'http',
+          protocol: 'HTTP/1.1',
+          headers: { ':authority': 'people.svc', ':method': 'GET', ':path': path, 'user-agent': 'curl/8.5', 'x-team': 'payments' },
+        },
+      },
+    },
+  });
+}
+
+export interface GhzReport {
+  rps: number;
+  count: number;
+  latencyDistribution: { percentage: number; latency: number }[] | null;
+  statusCodeDistribution: Record<string, number>;
+  errorDistribution?: Record<string, number>;
+}
+
+export async function ghz(target: string, data: string, extra: string[], seconds = DURATION_S): Promise<GhzReport> {
+  const includes = envoyProtoIncludeDirs();
+  const args = [
+    '--insecure',
+    '--proto', 'envoy/service/auth/v3/external_auth.proto',
+    '--import-paths', includes.join(','),
+    '--call', 'envoy.service.auth.v3.Authorization.Check',
+    '-d', data,
+    '-z', `${seconds}s`,
+    '--format', 'json',
+    ...extra,
+    target,
+  ];
+  const out = await run(join(BIN, 'ghz'), args, (seconds + 30) * 1000);
+  return JSON.parse(out) as GhzReport;
+}
+
+export function run(cmd: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d));
+    p.stderr.on('data', (d: Buffer) => (err += d));
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('close', (code) => {
+      clearTimeout(t);
+      if (code === 0 || out.trim().startsWith('{')) resolvePromise(out);
+      else reject(new Error(`${cmd} exited ${code}: ${err.slice(0, 500)}`));
+    });
+  });
+}
+
+export const pct = (r: GhzReport, p: number) => ((r.latencyDistribution ?? []).find((d) => d.percentage === p)?.latency ?? NaN) / 1e6;
+
