@@ -30,7 +30,7 @@ export interface SpoolOptions {
   fsync?: FsyncPolicy;
   /** Default 100 ms. */
   fsyncIntervalMs?: number;
-  /** Rotate segments at this size. Default 64 MiB (a segment holds two full shipper batches). */
+  /** Rotate segments at this size. Default 64 MiB (two full shipper batches), at most 1/16 of maxBytes (at least 1 MiB). */
   segmentBytes?: number;
   /** Spool size bound (all segments on disk + queued). Default 1 GiB. */
   maxBytes?: number;
@@ -123,8 +123,10 @@ export class SpoolWriter<T> {
     this.dir = opts.dir;
     this.source = state.source;
     this.fsyncPolicy = opts.fsync ?? 'interval';
-    this.segmentBytes = opts.segmentBytes ?? 64 << 20;
     this.maxBytes = opts.maxBytes ?? 1 << 30;
+    // A segment is deleted only once fully shipped, and counts against the bound until then: keep it a
+    // small share of the bound (64 MiB for the default 1 GiB).
+    this.segmentBytes = opts.segmentBytes ?? Math.max(1 << 20, Math.min(64 << 20, Math.floor(this.maxBytes / 16)));
     this.reserveBytes = Math.max(1 << 20, Math.floor(this.maxBytes / 20));
     this.onFull = opts.onFull ?? 'fail_closed';
     this.maxBatch = opts.maxBatch ?? 2048;

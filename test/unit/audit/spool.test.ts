@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -77,6 +77,18 @@ describe('SpoolAuditSink', () => {
     await sink.close();
     assert.ok((await listSegments(dir)).length > 5);
     assert.equal((await lines(dir)).length, 200);
+  });
+
+  it('a small spool bound gets small segments (a segment counts against the bound until fully shipped)', async () => {
+    const dir = await tmp();
+    // 32 MiB bound: segments of 2 MiB (1/16), not the 64 MiB default.
+    const sink = await SpoolAuditSink.open({ dir, maxBytes: 32 << 20 });
+    for (let i = 0; i < 6000; i++) sink.emit({ type: 'command', command: 'x'.repeat(900) + i });
+    await sink.flush();
+    await sink.close();
+    const segs = await listSegments(dir);
+    assert.ok(segs.length >= 2, `${segs.length} segment(s)`);
+    for (const sgm of segs) assert.ok((await stat(join(dir, sgm))).size <= (2 << 20) + (3 << 20), `${sgm} is no larger than 2 MiB plus one write`);
   });
 
   it('spool full: fail closed (writable() false) until the shipper drains it; nothing dropped', async () => {
