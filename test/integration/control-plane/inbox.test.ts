@@ -7,11 +7,11 @@
  * makes psql fail with the reviewer's reason.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Browser, type Page } from 'playwright-core';
 import { launchChromium } from '../../support/browser.ts';
+import { psqlThroughSidecar, type PsqlResult } from '../../support/psql.ts';
 import { MemoryAuditSink } from '../../../core/audit/event.ts';
 import { Gatekeeper } from '../../../core/gate.ts';
 import { OidcAuthenticator } from '../../../core/identity/oidc.ts';
@@ -34,25 +34,15 @@ describe('web inbox in Chromium approves a held psql statement', () => {
   let browser: Browser;
   let page: Page;
 
-  const psql = async (sql: string): Promise<{ code: number; stdout: string; stderr: string }> => {
-    const env = {
-      ...process.env,
-      PGPASSWORD: await idp.token('alice@example.com'),
-      PGOPTIONS: '-c taskgate.task=WEB-1',
-      PGHOST: '127.0.0.1',
-      PGPORT: String(proxy.address.port),
-      PGUSER: 'alice',
-      PGDATABASE: 'postgres',
-      PGSSLMODE: 'disable',
-      PGCONNECT_TIMEOUT: '10',
-    };
-    return new Promise((resolve) => {
-      const child = execFile(join(pg.bin, 'psql'), ['-X', '-q', '-At', '-c', sql], { env, timeout: 30_000 }, (err, stdout, stderr) => {
-        resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout, stderr });
-      });
-      child.stdin?.end();
+  const psql = async (sql: string): Promise<PsqlResult> =>
+    psqlThroughSidecar({
+      bin: join(pg.bin, 'psql'),
+      port: proxy.address.port,
+      token: await idp.token('alice@example.com'),
+      task: 'WEB-1',
+      args: ['-X', '-q', '-At', '-c', sql],
+      env: { PGSSLMODE: 'disable' },
     });
-  };
 
   before(async () => {
     idp = await startOidcIssuer();

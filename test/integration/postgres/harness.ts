@@ -20,6 +20,7 @@ import type { SqlClassifier } from '../../../sidecar/postgres/classifier-port.ts
 import type { ResultMasking } from '../../../sidecar/postgres/masking-port.ts';
 import { startPostgresProxy, type PostgresProxy, type PostgresProxyOptions } from '../../../sidecar/postgres/proxy.ts';
 import { compileRego } from '../../support/bundles.ts';
+import { psqlThroughSidecar } from '../../support/psql.ts';
 
 const run = promisify(execFile);
 
@@ -165,28 +166,16 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
           options: `-c taskgate.task=${taskId}`,
           ...over,
         }),
-      psql: async (taskId, args, o = {}) => {
-        const env = {
-          ...process.env,
-          PGPASSWORD: o.token ?? alice,
-          PGOPTIONS: `-c taskgate.task=${taskId}`,
-          PGHOST: '127.0.0.1',
-          PGPORT: String(proxy.address.port),
-          PGUSER: 'alice',
-          PGDATABASE: 'postgres',
-          PGSSLMODE: 'disable',
-          PGCONNECT_TIMEOUT: '10',
-          ...o.env,
-        };
-        return new Promise((resolve) => {
-          const child = execFile(psqlBin, ['-X', '-q', ...args], { env, timeout: 30_000 }, (err, stdout, stderr) => {
-            const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-            resolve({ stdout, stderr, code });
-          });
-          if (o.input !== undefined) child.stdin?.end(o.input);
-          else child.stdin?.end();
-        });
-      },
+      psql: (taskId, args, o = {}) =>
+        psqlThroughSidecar({
+          bin: psqlBin,
+          port: proxy.address.port,
+          token: o.token ?? alice,
+          task: taskId,
+          args: ['-X', '-q', ...args],
+          ...(o.input !== undefined ? { input: o.input } : {}),
+          env: { PGSSLMODE: 'disable', ...o.env },
+        }),
       stop: async () => {
         await proxy.close();
         await issuer.stop();

@@ -4,11 +4,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, writeFile, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { buildBundle } from '../../../compiler/build.ts';
 import { loadConfigFile } from '../../../core/config/load.ts';
 import { TaskgateConfig } from '../../../core/config/schema.ts';
@@ -19,8 +17,8 @@ import { startOidcIssuer, type OidcIssuer } from '../../../devenv/oidc-issuer.ts
 import { freePort, waitFor } from '../../../devenv/net.ts';
 import { startSidecar, type Sidecar } from '../../../sidecar/runtime.ts';
 import { authzClient, envoyCheck, okHeader } from '../ext-authz/fixtures.ts';
+import { psqlThroughSidecar } from '../../support/psql.ts';
 
-const run = promisify(execFile);
 const REPO = join(import.meta.dirname, '../../..');
 
 describe('taskgate sidecar from taskgate.yaml (real PostgreSQL, OIDC, reference policies)', () => {
@@ -80,23 +78,15 @@ ext_authz:
   });
 
   async function psql(task: string, sql: string, token?: string) {
-    const env = {
-      ...process.env,
-      PGPASSWORD: token ?? (await idp.token('alice@example.com')),
-      PGOPTIONS: `-c taskgate.task=${task}`,
-      PGCONNECT_TIMEOUT: '10',
-    };
-    try {
-      const r = await run(join(pg.bin, 'psql'), ['-h', '127.0.0.1', '-p', String(port), '-U', 'alice', '-d', 'postgres', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
-        env,
-        timeout: 30_000,
-      });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (e) {
-      const x = e as { code?: number; stdout?: string; stderr?: string };
-      return { code: x.code ?? 1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
-    }
+    return psqlThroughSidecar({
+      bin: join(pg.bin, 'psql'),
+      port,
+      token: token ?? (await idp.token('alice@example.com')),
+      task,
+      args: ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql],
+    });
   }
+
 
   it('allows a read for a read-only task and masks card numbers and emails per the catalog', async () => {
     const r = await psql('OPS-1', 'SELECT id, customer_email, card_number FROM orders ORDER BY id');
