@@ -26,7 +26,7 @@ import { StaticTaskRegistry } from '../core/tasks.ts';
 import { buildBundle } from '../compiler/build.ts';
 import { checkInput } from '../ext-authz/check-input.ts';
 import { checkResponse } from '../ext-authz/check-response.ts';
-import { encodeCheckResponse } from '../ext-authz/check-response-codec.ts';
+import { withDirectCheckEncoding } from '../ext-authz/check-response-codec.ts';
 import { envoyPolicyEngine } from '../ext-authz/envoy-decision.ts';
 import { envoyServices } from '../ext-authz/protos.ts';
 import { startExtAuthz } from '../ext-authz/server.ts';
@@ -53,7 +53,8 @@ try {
   const OK = { status: { code: 0 }, okResponse: { headers: [{ header: { key: 'x-taskgate-decision-id', value: 'constant' }, append: { value: false } }] } };
   type Stage = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void;
   /** One handler per stage; each adds one step to the previous. */
-  const stages: [string, (a: HttpAuthorizer) => Stage][] = [
+  /** Label, handler, and whether responses go through the product's direct CheckResponse encoder. */
+  const stages: [string, (a: HttpAuthorizer) => Stage, boolean?][] = [
     ['constant OK (grpc-js floor)', () => (_c, cb) => cb(null, OK)],
     ['+ CheckRequest -> input', () => (c, cb) => {
       checkInput(c.request);
@@ -68,7 +69,7 @@ try {
       const input = checkInput(c.request);
       if (!input.ok) return cb(null, OK);
       void a.authorize({ raw: input.raw, extra: input.extra, fingerprint_extra: input.fingerprint_extra, waitMs: 1000, refuseMergedSlashes: true, entry: 'ext_authz' }).then((r) => cb(null, checkResponse(r)));
-    }],
+    }, true],
   ];
 
   async function measure(label: string, address: string): Promise<void> {
@@ -83,11 +84,9 @@ try {
   console.log(`\n${process.env.UNIQUE ? 'unique path per request' : 'repeated request'}, ${DURATION_S} s per row\n`);
   console.log('| stage | RPS | p50 ms | p99 ms | CPU µs/Check |');
   console.log('| --- | ---: | ---: | ---: | ---: |');
-  const check = services.authorization.Check!;
-  for (const [label, make] of stages) {
+  for (const [label, make, directEncoding] of stages) {
     const server = new Server({ 'grpc.enable_channelz': 0 });
-    const encoded = label === '+ CheckResponse' ? { ...services.authorization, Check: { ...check, responseSerialize: (v: unknown) => encodeCheckResponse(v) ?? check.responseSerialize(v) } } : services.authorization;
-    server.addService(encoded, { Check: make(await authorizerWith(spool)) });
+    server.addService(directEncoding ? withDirectCheckEncoding(services.authorization) : services.authorization, { Check: make(await authorizerWith(spool)) });
     const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
     await measure(label, `127.0.0.1:${port}`);
     server.forceShutdown();

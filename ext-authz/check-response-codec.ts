@@ -21,6 +21,8 @@
  *   Struct             fields=1 map<string, Value> (entry key=1 value=2)
  *   Value              null_value=1, number_value=2 double, string_value=3, bool_value=4, struct_value=5, list_value=6 (values=1)
  */
+import type { ServiceDefinition } from '@grpc/grpc-js';
+
 type Obj = Record<string, unknown>;
 
 /** Thrown (and caught) by the sizing pass for anything it does not encode. */
@@ -370,4 +372,10 @@ export function encodeCheckResponse(value: unknown): Buffer | undefined {
   const w = new Writer(Buffer.allocUnsafe(total), z.sizes);
   writeResponse(w, value);
   return w.pos === total ? w.buf : undefined;
+}
+
+/** The Authorization service definition with Check's responses written by encodeCheckResponse (proto-loader's serializer stays the fallback). */
+export function withDirectCheckEncoding(authorization: ServiceDefinition): ServiceDefinition {
+  const check = authorization.Check!;
+  return { ...authorization, Check: { ...check, responseSerialize: (v: unknown) => encodeCheckResponse(v) ?? check.responseSerialize(v) } };
 }

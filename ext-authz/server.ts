@@ -7,7 +7,7 @@ import { silentLogger } from '../core/log.ts';
 import { HttpAuthorizer, type HttpAuthorizerOptions } from '../sidecar/http/authorize.ts';
 import { checkInput } from './check-input.ts';
 import { checkResponse } from './check-response.ts';
-import { encodeCheckResponse } from './check-response-codec.ts';
+import { withDirectCheckEncoding } from './check-response-codec.ts';
 import { MaskPlans, processHandler, type ExtProcOptions } from './ext-proc.ts';
 import { envoyServices } from './protos.ts';
 
@@ -63,13 +63,7 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
   const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024, 'grpc.enable_channelz': 0 });
 
   server.addService(services.externalProcessor, { Process: processHandler({ authorizer, plans, log, ...opts.extProc }) });
-  // CheckResponse bytes written directly (proto-loader's serializer stays the fallback for anything else).
-  const check = services.authorization.Check!;
-  const authorization = {
-    ...services.authorization,
-    Check: { ...check, responseSerialize: (v: unknown) => encodeCheckResponse(v) ?? check.responseSerialize(v) },
-  };
-  server.addService(authorization, {
+  server.addService(withDirectCheckEncoding(services.authorization), {
     Check: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
       let answered = false;
       let ac: AbortController | undefined;
