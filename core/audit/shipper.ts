@@ -322,7 +322,7 @@ export class Shipper {
     if (this.deleteShipped) await this.removeShippedBefore(f.cursor.segment);
   }
 
-  /** Deletes the segments before the committed cursor's (read past while an insert was in flight). */
+  /** Deletes the segments before the committed cursor's: every one of them is fully shipped. */
   private async removeShippedBefore(segment: string | undefined): Promise<void> {
     if (segment === undefined) return;
     for (const s of segmentsNow(this.dir)) {
@@ -357,7 +357,7 @@ export class Shipper {
         return { idle: false, shipped: 0, bytes: 0 };
       }
       await this.saveCursor({ segment: next, offset: 0, seq: cur.seq });
-      if (this.deleteShipped) await rm(path, { force: true });
+      if (this.deleteShipped) await this.removeShippedBefore(next);
       return { idle: false, shipped: 0, bytes: 0 };
     }
     // Read whole lines (grow the read if one line is longer than a batch).
