@@ -19,6 +19,16 @@ import type { EvaluatedDecision } from '../../../core/policy-contract.ts';
 const POLICIES = resolve(import.meta.dirname, '../../../policies');
 const strip = ({ eval_ns: _n, ...d }: EvaluatedDecision) => d;
 
+// glob.match and regex.match keep compiled patterns in OPA's builtin cache, which lives as long as the heap.
+const PATTERN_POLICY = `package taskgate
+decision := {"result": r, "reasons": [input.path], "mask": [], "obligations": {"glob": g, "re": x, "dyn": d}} if {
+  g := glob.match("/people/*", ["/"], input.path)
+  x := regex.match("^/people/[0-9]+$", input.path)
+  d := glob.match(input.pattern, [], input.path)
+  r := "allow"
+}
+`;
+
 const ECHO_POLICY = `package taskgate
 decision := {"result": "deny", "reasons": [input.text, sprintf("%d", [count(input.text)])], "mask": [], "obligations": {"now": time.now_ns(), "exp": time.parse_rfc3339_ns(input.exp)}}
 `;
@@ -87,5 +97,51 @@ describe('direct evaluation', () => {
     assert.equal(bad.result, 'deny');
     assert.match(bad.reasons[0] ?? '', /policy evaluation error: .*invalid RFC 3339 time/);
     assert.ok(e.evaluate({ text: 'b', exp: '2026-12-01T00:00:00Z' }).reasons.includes('b'));
+  });
+
+  it('keeps compiled patterns between evaluations, bounds its heap, and decides as evaluate() does', async () => {
+    const b = parseBundle(await compileRego(PATTERN_POLICY), 'taskgate/decision');
+    const load = async () => {
+      const p = await loadPolicy(b.wasm, undefined, hostBuiltins(() => 0));
+      p.setData(b.data as object);
+      return p;
+    };
+    const policy = await load();
+    const reference = await load(); // evaluate() resets its own module's heap on every call
+    const ep = (policy.entrypoints as Record<string, number>)['taskgate/decision'] as number;
+    const limit = 64 * 1024;
+    const fast = fastEvaluator(policy, limit)!;
+    const heap = () => (policy as unknown as { wasmInstance: { exports: { opa_heap_ptr_get(): number } } }).wasmInstance.exports.opa_heap_ptr_get();
+    const base = (policy as unknown as { dataHeapPtr: number }).dataHeapPtr;
+    let peak = 0;
+    let resets = 0;
+    let last = 0;
+    let kept = 0;
+    for (let i = 0; i < 3000; i++) {
+      // unique paths and, every 7th, a new dynamic pattern (the cache grows until the heap is reset)
+      const input = { path: i % 5 === 0 ? `/admin/${i}` : `/people/${i}`, pattern: i % 7 === 0 ? `/p*/${i}` : '/people/*' };
+      assert.deepEqual(fast(input, ep), reference.evaluate(input, ep), JSON.stringify(input));
+      const used = heap() - base;
+      peak = Math.max(peak, used);
+      if (used < last) resets++;
+      else kept++;
+      last = used;
+    }
+    assert.ok(peak < limit + 32 * 1024, `heap above the data peaked at ${peak} bytes`);
+    // the heap (and with it the pattern cache) is kept between most evaluations, and reset when it passes the bound
+    assert.ok(resets > 0 && kept > resets * 10, `${resets} resets, ${kept} evaluations on a kept heap`);
+  });
+
+  it('starts from a reset heap after an evaluation that threw, and decides the same afterwards', async () => {
+    const b = parseBundle(await compileRego(ECHO_POLICY), 'taskgate/decision');
+    const policy = await loadPolicy(b.wasm, undefined, hostBuiltins(() => 0));
+    policy.setData(b.data as object);
+    const ep = (policy.entrypoints as Record<string, number>)['taskgate/decision'] as number;
+    const fast = fastEvaluator(policy)!;
+    for (let i = 0; i < 50; i++) {
+      assert.throws(() => fast({ text: `t${i}`, exp: 'not a time' }, ep), /invalid RFC 3339 time/);
+      const ok = { text: `ok${i}`, exp: '2026-12-01T00:00:00Z' };
+      assert.deepEqual(fast(ok, ep), policy.evaluate(ok, ep));
+    }
   });
 });
