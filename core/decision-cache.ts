@@ -5,11 +5,29 @@ import type { EvaluatedDecision } from './policy-contract.ts';
  * revision). Only first-pass decisions (no review outcome in the input) are
  * cached. Entries expire (30 s, or the task's expiry if sooner) and are
  * dropped when their task ends. Bounded LRU.
+ *
+ * Admission: a decision is cached the second time its key is evaluated, not
+ * the first (a "doorkeeper", as in TinyLFU): a table of 32-bit key hashes
+ * remembers keys seen once. Traffic where most commands are one-offs (every
+ * request a new path or object name) then no longer fills the cache with
+ * entries that are never read, evicting the ones that are, and no longer
+ * keeps ~10,000 of them alive long enough for the garbage collector to copy
+ * them to the old generation (measured: ~6% more ext_authz Checks per second
+ * with a unique path per request, bench/ext-authz.ts). A repeated command
+ * costs one more evaluation before it is served from the cache. A hash
+ * collision only admits a key early or late.
  */
 export class DecisionCache {
   private readonly map = new Map<string, { d: EvaluatedDecision; until: number; task: string }>();
+  private readonly seen: Uint32Array;
+  private readonly mask: number;
 
-  constructor(private readonly max = 10_000) {}
+  constructor(private readonly max = 10_000) {
+    let slots = 1024;
+    while (slots < max * 4) slots *= 2;
+    this.seen = new Uint32Array(slots);
+    this.mask = slots - 1;
+  }
 
   static key(
     s: { task_id: string; identity: { subject: string; groups: string[] }; resource: { name: string } },
@@ -32,6 +50,15 @@ export class DecisionCache {
   }
 
   set(key: string, d: EvaluatedDecision, until: number): void {
+    // Two candidate slots per key, so that two keys sharing one slot do not keep displacing each other.
+    const h = fnv1a(key) || 1;
+    const s1 = h & this.mask;
+    const s2 = Math.imul(h ^ (h >>> 16), 0x85ebca6b) & this.mask;
+    if (this.seen[s1] !== h && this.seen[s2] !== h) {
+      // first sighting: remember (in a free slot if there is one), do not cache
+      this.seen[this.seen[s1] === 0 || (this.seen[s2] !== 0 && h & 0x8000) ? s1 : s2] = h;
+      return;
+    }
     if (this.map.size >= this.max) {
       const oldest = this.map.keys().next().value;
       if (oldest !== undefined) this.map.delete(oldest);
@@ -46,4 +73,11 @@ export class DecisionCache {
   get size(): number {
     return this.map.size;
   }
+}
+
+/** FNV-1a over the UTF-16 code units, as an unsigned 32-bit number. */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
