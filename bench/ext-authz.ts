@@ -18,23 +18,24 @@
  * whose Check answers a constant OK without looking at the request: what this
  * machine gives a Node.js ext_authz server that does no work at all, so the
  * distance between it and taskgate is taskgate's own per-Check cost.
+ *
+ * Every target runs in a process of its own (bench/lib/ext-authz-target.ts;
+ * the driver only runs ghz and prints). CPU µs per Check is each server
+ * process's CPU time (all threads, from /proc) over the requests of a run.
+ * PIN=1 runs the servers on CPU 0 and ghz on the other CPUs (taskset): each
+ * server then has exactly one core and the load generator none of it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { BIN, ghz, pct, POLICY, request, WARMUP_S, type GhzReport } from './lib/ext-authz-load.ts';
+import { type ChildProcess } from 'node:child_process';
+import { BIN, ghz, GHZ_CPUS, pct, POLICY, processCpuUs, request, SERVER_CPUS, spawnServer, WARMUP_S, type GhzReport } from './lib/ext-authz-load.ts';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { SpoolAuditSink } from '../core/audit/spool-sink.ts';
-import { Gatekeeper } from '../core/gate.ts';
-import { InProcessReviews } from '../core/reviews.ts';
-import { StaticTaskRegistry } from '../core/tasks.ts';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { buildBundle } from '../compiler/build.ts';
 import { freePort, waitFor } from '../devenv/net.ts';
-import { envoyPolicyEngine } from '../ext-authz/envoy-decision.ts';
 import { envoyServices } from '../ext-authz/protos.ts';
-import { credentials, Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
-import { startExtAuthz } from '../ext-authz/server.ts';
+import { credentials } from '@grpc/grpc-js';
 
 /** CheckResponse.status.code for one request, through a real gRPC client. */
 function checkCode(address: string, json: string): Promise<number> {
@@ -54,51 +55,35 @@ async function main(): Promise<void> {
     if (!existsSync(join(BIN, b))) throw new Error(`${b} missing: run bash bench/setup-tools.sh`);
   }
   const dir = await mkdtemp(join(tmpdir(), 'taskgate-bench-extauthz-'));
-  let opa: ChildProcess | undefined;
-  let stop: (() => Promise<void>) | undefined;
+  const procs: ChildProcess[] = [];
   try {
     await writeFile(join(dir, 'policy.rego'), POLICY);
     const built = await buildBundle({ dir, out: join(dir, 'bundle.tar.gz'), entrypoint: 'envoy/authz/allow' });
-    const engine = envoyPolicyEngine({ entrypoint: 'envoy/authz/allow' });
-    await engine.load(await import('node:fs/promises').then((f) => f.readFile(built.out)));
-    const audit = await SpoolAuditSink.open({ dir: join(dir, 'spool') });
-    const gate = new Gatekeeper({ engine, tasks: new StaticTaskRegistry(), reviews: new InProcessReviews(), audit });
-    const tg = await startExtAuthz({ gate, resources: [{ name: 'people-api' }] });
-    stop = async () => {
-      await tg.close();
-      await audit.flush();
-    };
+    console.log(`servers on CPUs: ${SERVER_CPUS ?? 'any'}; ghz on CPUs: ${GHZ_CPUS ?? 'any'} (PIN=1 pins them apart)`);
+
+    const tg = await startNodeTarget(['taskgate', built.out, join(dir, 'spool')]);
+    procs.push(tg.proc);
+    const floor = await startNodeTarget(['floor']);
+    procs.push(floor.proc);
 
     const grpcPort = await freePort();
     const httpPort = await freePort();
     const diagPort = await freePort();
-    opa = spawn(
-      join(BIN, 'opa-envoy-plugin'),
-      [
-        'run', '--server', '--log-level', 'error',
-        '--addr', `127.0.0.1:${httpPort}`,
-        '--diagnostic-addr', `127.0.0.1:${diagPort}`,
-        '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
-        '--set', 'plugins.envoy_ext_authz_grpc.path=envoy/authz/allow',
-        '--set', 'decision_logs.console=false',
-        join(dir, 'policy.rego'),
-      ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
+    const opa = spawnServer(join(BIN, 'opa-envoy-plugin'), [
+      'run', '--server', '--log-level', 'error',
+      '--addr', `127.0.0.1:${httpPort}`,
+      '--diagnostic-addr', `127.0.0.1:${diagPort}`,
+      '--set', `plugins.envoy_ext_authz_grpc.addr=127.0.0.1:${grpcPort}`,
+      '--set', 'plugins.envoy_ext_authz_grpc.path=envoy/authz/allow',
+      '--set', 'decision_logs.console=false',
+      join(dir, 'policy.rego'),
+    ]);
+    procs.push(opa);
     await waitFor(async () => (await fetch(`http://127.0.0.1:${diagPort}/health`).catch(() => undefined))?.ok === true, 20_000);
 
-    const floor = new Server();
-    const OK = { status: { code: 0 }, okResponse: { headers: [{ header: { key: 'x-taskgate-decision-id', value: 'floor' }, append: { value: false } }] } };
-    floor.addService(envoyServices().authorization, { Check: (_c: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => cb(null, OK) });
-    const floorPort = await new Promise<number>((res, rej) => floor.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-    const prevStop = stop;
-    stop = async () => {
-      floor.forceShutdown();
-      await prevStop();
-    };
-
     const targets: Record<string, string> = { taskgate: tg.address, 'opa-envoy-plugin': `127.0.0.1:${grpcPort}` };
-    const floorTarget = `127.0.0.1:${floorPort}`;
+    const pids: Record<string, number> = { taskgate: tg.proc.pid!, 'opa-envoy-plugin': opa.pid!, floor: floor.proc.pid! };
+    const floorTarget = floor.address;
     // Sanity: both allow the request and deny a variant (a benchmark of errors is worthless).
     for (const [name, addr] of Object.entries(targets)) {
       const allowed = await checkCode(addr, request('/people/alice'));
@@ -117,41 +102,53 @@ async function main(): Promise<void> {
       for (const [, data, extra] of scenarios.slice(0, 2)) await ghz(addr, data, extra, WARMUP_S);
     }
     const rows: string[] = [];
-    const cpuPerCheck: Record<string, number> = {};
     for (const [label, data, extra] of scenarios) {
       const res: Record<string, GhzReport> = {};
-      for (const [name, addr] of Object.entries(targets)) {
-        const cpu0 = name === 'taskgate' ? process.cpuUsage() : undefined;
-        res[name] = await ghz(addr, data, extra);
-        if (cpu0) {
-          const cu = process.cpuUsage(cpu0);
-          cpuPerCheck[label] = (cu.user + cu.system) / res[name]!.count;
-        }
-        const r = res[name]!;
+      const cpu: Record<string, number> = {};
+      for (const [name, addr] of [...Object.entries(targets), ['floor', floorTarget] as const]) {
+        const cpu0 = processCpuUs(pids[name]!);
+        const r = (res[name] = await ghz(addr, data, extra));
+        cpu[name] = (processCpuUs(pids[name]!) - cpu0) / r.count;
         const errs = r.count - (r.statusCodeDistribution.OK ?? 0);
         console.log(
-          `${label.padEnd(42)} ${name.padEnd(17)} rps=${r.rps.toFixed(0).padStart(6)} p50=${pct(r, 50).toFixed(3)}ms p99=${pct(r, 99).toFixed(3)}ms errors=${errs}`,
+          `${label.padEnd(42)} ${(name === 'floor' ? 'grpc-js floor' : name).padEnd(17)} rps=${r.rps.toFixed(0).padStart(6)} p50=${pct(r, 50).toFixed(3)}ms p99=${pct(r, 99).toFixed(3)}ms cpu/check=${cpu[name]!.toFixed(0)}µs errors=${errs}`,
         );
       }
-      res.floor = await ghz(floorTarget, data, extra);
-      const f = res.floor;
-      console.log(`${label.padEnd(42)} ${'grpc-js floor'.padEnd(17)} rps=${f.rps.toFixed(0).padStart(6)} p50=${pct(f, 50).toFixed(3)}ms p99=${pct(f, 99).toFixed(3)}ms`);
       const t = res.taskgate!;
       const o = res['opa-envoy-plugin']!;
+      const f = res.floor!;
       rows.push(
-        `| ${label} | ${t.rps.toFixed(0)} | ${pct(t, 50).toFixed(3)} | ${pct(t, 99).toFixed(3)} | ${o.rps.toFixed(0)} | ${pct(o, 50).toFixed(3)} | ${pct(o, 99).toFixed(3)} | ${(t.rps / o.rps).toFixed(2)} | ${(pct(t, 99) / pct(o, 99)).toFixed(2)} | ${f.rps.toFixed(0)} | ${pct(f, 99).toFixed(3)} | ${cpuPerCheck[label]!.toFixed(0)} |`,
+        `| ${label} | ${t.rps.toFixed(0)} | ${pct(t, 50).toFixed(3)} | ${pct(t, 99).toFixed(3)} | ${o.rps.toFixed(0)} | ${pct(o, 50).toFixed(3)} | ${pct(o, 99).toFixed(3)} | ${(t.rps / o.rps).toFixed(2)} | ${(pct(t, 99) / pct(o, 99)).toFixed(2)} | ${f.rps.toFixed(0)} | ${pct(f, 99).toFixed(3)} | ${cpu.taskgate!.toFixed(0)} | ${cpu['opa-envoy-plugin']!.toFixed(0)} | ${cpu.floor!.toFixed(0)} |`,
       );
     }
     console.log(
-      '\n| scenario | taskgate RPS | p50 ms | p99 ms | opa-envoy-plugin RPS | p50 ms | p99 ms | RPS ratio | p99 ratio | grpc-js floor RPS | floor p99 ms | taskgate CPU µs/Check |',
+      '\n| scenario | taskgate RPS | p50 ms | p99 ms | opa-envoy-plugin RPS | p50 ms | p99 ms | RPS ratio | p99 ratio | grpc-js floor RPS | floor p99 ms | CPU µs/Check taskgate | opa-envoy-plugin | floor |',
     );
-    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const r of rows) console.log(r);
   } finally {
-    opa?.kill('SIGTERM');
-    await stop?.();
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.all(procs.map((p) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Starts bench/lib/ext-authz-target.ts in its own process and waits for its READY line. */
+async function startNodeTarget(args: string[]): Promise<{ proc: ChildProcess; address: string }> {
+  const script = resolve(import.meta.dirname, 'lib', 'ext-authz-target.ts');
+  const proc = spawnServer(process.execPath, ['--import', 'tsx', script, ...args], 'pipe');
+  const lines = createInterface({ input: proc.stdout! });
+  const address = await new Promise<string>((res, rej) => {
+    const t = setTimeout(() => rej(new Error(`${args[0]} target did not start within 60 s`)), 60_000);
+    proc.once('exit', (code) => rej(new Error(`${args[0]} target exited (${code}) before serving`)));
+    lines.on('line', (l) => {
+      if (l.startsWith('READY ')) {
+        clearTimeout(t);
+        res(l.slice(6));
+      }
+    });
+  });
+  return { proc, address };
 }
 
 await main();

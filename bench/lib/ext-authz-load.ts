@@ -2,7 +2,9 @@
  * Shared by the ext_authz benchmarks: the opa-envoy-plugin-style policy and
  * CheckRequest they all use, and a ghz runner.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { envoyProtoIncludeDirs } from '../../ext-authz/protos.ts';
 
@@ -10,6 +12,38 @@ export const BIN = resolve(import.meta.dirname, '..', '..', '.tools', 'bin');
 export const DURATION_S = Number(process.env.DURATION_S ?? 8);
 /** An unmeasured run before each measured one, so Node's JIT has compiled the hot path (Go needs none; both get it). */
 export const WARMUP_S = Number(process.env.WARMUP_S ?? 2);
+
+/**
+ * PIN=1: every server under test runs on CPU 0 and the load generator on the
+ * others (taskset), so they do not take CPU from each other and each server
+ * gets exactly one core. Unset: no pinning, the scheduler decides (ghz then
+ * takes CPU from whichever server it drives). SERVER_CPUS / GHZ_CPUS set
+ * the lists explicitly.
+ */
+const pinned = process.env.PIN === '1' && availableParallelism() >= 2;
+export const SERVER_CPUS = process.env.SERVER_CPUS ?? (pinned ? '0' : undefined);
+export const GHZ_CPUS = process.env.GHZ_CPUS ?? (pinned ? `1-${availableParallelism() - 1}` : undefined);
+
+/** Starts cmd (on SERVER_CPUS when set). taskset execs cmd: the pid is cmd's. */
+export function spawnServer(cmd: string, args: string[], stdout: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
+  return SERVER_CPUS
+    ? spawn('taskset', ['-c', SERVER_CPUS, cmd, ...args], { stdio: ['ignore', stdout, 'inherit'] })
+    : spawn(cmd, args, { stdio: ['ignore', stdout, 'inherit'] });
+}
+
+/** CPU time (user + system, all threads) a process has used, in µs; NaN where /proc is not available. */
+export function processCpuUs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields 14 and 15 (utime, stime) counted from the state field (3): indexes 11 and 12
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
+  } catch {
+    return NaN;
+  }
+}
+// USER_HZ: 100 on every Linux ABI Node.js runs on.
+const CLOCK_TICKS = 100;
 
 export const POLICY = `package envoy.authz
 
@@ -65,7 +99,9 @@ export async function ghz(target: string, data: string, extra: string[], seconds
     ...extra,
     target,
   ];
-  const out = await run(join(BIN, 'ghz'), args, (seconds + 30) * 1000);
+  const out = GHZ_CPUS
+    ? await run('taskset', ['-c', GHZ_CPUS, join(BIN, 'ghz'), ...args], (seconds + 30) * 1000)
+    : await run(join(BIN, 'ghz'), args, (seconds + 30) * 1000);
   return JSON.parse(out) as GhzReport;
 }
 

@@ -1,0 +1,56 @@
+/**
+ * One benchmark target in a process of its own (bench/ext-authz.ts starts it),
+ * so that no target's heap, JIT state or garbage collector shares a process
+ * with another's or with the bench driver's:
+ *
+ *   node --import tsx bench/lib/ext-authz-target.ts taskgate <bundle.tar.gz> <spool dir>
+ *   node --import tsx bench/lib/ext-authz-target.ts floor
+ *
+ * Prints `READY <host:port>` when it serves; SIGTERM closes it (taskgate
+ * flushes its audit spool first).
+ *
+ * taskgate: the product's ext_authz server (ext-authz/server.ts) in
+ * opa-envoy-plugin-compatible entrypoint mode, decisions written to the real
+ * durable audit spool. floor: a grpc-js server on the same protos whose Check
+ * answers a constant OK without reading the request — what a Node.js ext_authz
+ * server doing no work costs on this machine.
+ */
+import { readFile } from 'node:fs/promises';
+import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { SpoolAuditSink } from '../../core/audit/spool-sink.ts';
+import { Gatekeeper } from '../../core/gate.ts';
+import { InProcessReviews } from '../../core/reviews.ts';
+import { StaticTaskRegistry } from '../../core/tasks.ts';
+import { envoyPolicyEngine } from '../../ext-authz/envoy-decision.ts';
+import { envoyServices } from '../../ext-authz/protos.ts';
+import { startExtAuthz } from '../../ext-authz/server.ts';
+
+const [kind, bundlePath, spoolDir] = process.argv.slice(2);
+let close: () => Promise<void>;
+
+if (kind === 'floor') {
+  const floor = new Server({ 'grpc.enable_channelz': 0 });
+  const OK = { status: { code: 0 }, okResponse: { headers: [{ header: { key: 'x-taskgate-decision-id', value: 'floor' }, append: { value: false } }] } };
+  floor.addService(envoyServices().authorization, { Check: (_c: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => cb(null, OK) });
+  const port = await new Promise<number>((res, rej) => floor.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  close = async () => floor.forceShutdown();
+  console.log(`READY 127.0.0.1:${port}`);
+} else if (kind === 'taskgate' && bundlePath && spoolDir) {
+  const engine = envoyPolicyEngine({ entrypoint: 'envoy/authz/allow' });
+  await engine.load(await readFile(bundlePath));
+  const audit = await SpoolAuditSink.open({ dir: spoolDir });
+  const gate = new Gatekeeper({ engine, tasks: new StaticTaskRegistry(), reviews: new InProcessReviews(), audit });
+  const tg = await startExtAuthz({ gate, resources: [{ name: 'people-api' }] });
+  close = async () => {
+    await tg.close();
+    await audit.close();
+  };
+  console.log(`READY ${tg.address}`);
+} else {
+  console.error('usage: ext-authz-target.ts taskgate <bundle.tar.gz> <spool dir> | floor');
+  process.exit(2);
+}
+
+process.once('SIGTERM', () => {
+  void close().finally(() => process.exit(0));
+});
