@@ -99,29 +99,31 @@ export function fastEvaluator(policy: LoadedPolicy, heapResetBytes = HEAP_RESET_
       x.opa_heap_ptr_set(dataHeapPtr);
       base = dataHeapPtr;
     }
-    const healthy = base;
-    base = -1; // until this evaluation has finished without throwing
-    // UTF-8 takes at most 3 bytes per UTF-16 code unit. opa_malloc grows the memory: read buffer after it.
-    const room = json.length * 3 + 1;
-    const inputAddr = x.opa_malloc(room);
-    const { written } = encoder.encodeInto(json, new Uint8Array(mem.buffer, inputAddr, room));
-    const value = x.opa_json_parse(inputAddr, written);
-    x.opa_free(inputAddr);
-    if (!value) throw new Error('the policy module could not parse the input');
-    const ctx = x.opa_eval_ctx_new();
-    x.opa_eval_ctx_set_input(ctx, value);
-    x.opa_eval_ctx_set_data(ctx, p.dataAddr as number);
-    x.opa_eval_ctx_set_entrypoint(ctx, entrypoint);
-    x.eval(ctx);
-    const resultAddr = x.opa_json_dump(x.opa_eval_ctx_get_result(ctx));
-    if (!resultAddr) throw new Error('the policy module returned no result');
-    const bytes = new Uint8Array(mem.buffer);
-    const end = bytes.indexOf(0, resultAddr);
-    if (end < 0) throw new Error('the policy result is not terminated');
-    const text = decoder.decode(bytes.subarray(resultAddr, end));
-    x.opa_free(resultAddr);
-    x.opa_free(ctx);
-    base = healthy;
-    return JSON.parse(text);
+    try {
+      // UTF-8 takes at most 3 bytes per UTF-16 code unit. opa_malloc grows the memory: read buffer after it.
+      const room = json.length * 3 + 1;
+      const inputAddr = x.opa_malloc(room);
+      const { written } = encoder.encodeInto(json, new Uint8Array(mem.buffer, inputAddr, room));
+      const value = x.opa_json_parse(inputAddr, written);
+      x.opa_free(inputAddr);
+      if (!value) throw new Error('the policy module could not parse the input');
+      const ctx = x.opa_eval_ctx_new();
+      x.opa_eval_ctx_set_input(ctx, value);
+      x.opa_eval_ctx_set_data(ctx, p.dataAddr as number);
+      x.opa_eval_ctx_set_entrypoint(ctx, entrypoint);
+      x.eval(ctx);
+      const resultAddr = x.opa_json_dump(x.opa_eval_ctx_get_result(ctx));
+      if (!resultAddr) throw new Error('the policy module returned no result');
+      const bytes = new Uint8Array(mem.buffer);
+      const end = bytes.indexOf(0, resultAddr);
+      if (end < 0) throw new Error('the policy result is not terminated');
+      const text = decoder.decode(bytes.subarray(resultAddr, end));
+      x.opa_free(resultAddr);
+      x.opa_free(ctx);
+      return JSON.parse(text);
+    } catch (e) {
+      base = -1; // the heap may be mid-update: start the next evaluation from a reset heap
+      throw e;
+    }
   };
 }
