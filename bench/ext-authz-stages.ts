@@ -20,18 +20,14 @@ import { join } from 'node:path';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import type { AuditSink } from '../core/audit/event.ts';
 import { SpoolAuditSink } from '../core/audit/spool-sink.ts';
-import { Gatekeeper } from '../core/gate.ts';
-import { InProcessReviews } from '../core/reviews.ts';
-import { StaticTaskRegistry } from '../core/tasks.ts';
 import { buildBundle } from '../compiler/build.ts';
 import { checkInput } from '../ext-authz/check-input.ts';
 import { checkResponse } from '../ext-authz/check-response.ts';
 import { withDirectCheckEncoding } from '../ext-authz/check-response-codec.ts';
-import { envoyPolicyEngine } from '../ext-authz/envoy-decision.ts';
 import { envoyServices } from '../ext-authz/protos.ts';
 import { startExtAuthz } from '../ext-authz/server.ts';
 import { HttpAuthorizer } from '../sidecar/http/authorize.ts';
-import { BIN, DURATION_S, ghz, pct, POLICY, request, WARMUP_S } from './lib/ext-authz-load.ts';
+import { benchGate, BIN, DURATION_S, FLOOR_OK, ghz, pct, POLICY, request, WARMUP_S } from './lib/ext-authz-load.ts';
 
 if (!existsSync(join(BIN, 'ghz'))) throw new Error('ghz missing: run bash bench/setup-tools.sh');
 const data = request(process.env.UNIQUE ? '/people/{{.RequestNumber}}' : '/people/alice');
@@ -44,30 +40,27 @@ try {
   const bundle = await readFile(built.out);
   const spool = await SpoolAuditSink.open({ dir: join(dir, 'spool') });
   async function authorizerWith(audit: AuditSink): Promise<HttpAuthorizer> {
-    const engine = envoyPolicyEngine({ entrypoint: 'envoy/authz/allow' });
-    await engine.load(bundle);
-    return new HttpAuthorizer({ gate: new Gatekeeper({ engine, tasks: new StaticTaskRegistry(), reviews: new InProcessReviews(), audit }), resources: [{ name: 'people-api' }] });
+    return new HttpAuthorizer({ gate: await benchGate(bundle, audit), resources: [{ name: 'people-api' }] });
   }
 
   const services = envoyServices();
-  const OK = { status: { code: 0 }, okResponse: { headers: [{ header: { key: 'x-taskgate-decision-id', value: 'constant' }, append: { value: false } }] } };
   type Stage = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void;
   /** One handler per stage; each adds one step to the previous. */
   /** Label, handler, and whether responses go through the product's direct CheckResponse encoder. */
   const stages: [string, (a: HttpAuthorizer) => Stage, boolean?][] = [
-    ['constant OK (grpc-js floor)', () => (_c, cb) => cb(null, OK)],
+    ['constant OK (grpc-js floor)', () => (_c, cb) => cb(null, FLOOR_OK)],
     ['+ CheckRequest -> input', () => (c, cb) => {
       checkInput(c.request);
-      cb(null, OK);
+      cb(null, FLOOR_OK);
     }],
     ['+ authorize (constant response)', (a) => (c, cb) => {
       const input = checkInput(c.request);
-      if (!input.ok) return cb(null, OK);
-      void a.authorize({ raw: input.raw, extra: input.extra, fingerprint_extra: input.fingerprint_extra, waitMs: 1000, refuseMergedSlashes: true, entry: 'ext_authz' }).then(() => cb(null, OK));
+      if (!input.ok) return cb(null, FLOOR_OK);
+      void a.authorize({ raw: input.raw, extra: input.extra, fingerprint_extra: input.fingerprint_extra, waitMs: 1000, refuseMergedSlashes: true, entry: 'ext_authz' }).then(() => cb(null, FLOOR_OK));
     }],
     ['+ CheckResponse', (a) => (c, cb) => {
       const input = checkInput(c.request);
-      if (!input.ok) return cb(null, OK);
+      if (!input.ok) return cb(null, FLOOR_OK);
       void a.authorize({ raw: input.raw, extra: input.extra, fingerprint_extra: input.fingerprint_extra, waitMs: 1000, refuseMergedSlashes: true, entry: 'ext_authz' }).then((r) => cb(null, checkResponse(r)));
     }, true],
   ];

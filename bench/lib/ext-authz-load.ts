@@ -1,11 +1,17 @@
 /**
  * Shared by the ext_authz benchmarks: the opa-envoy-plugin-style policy and
- * CheckRequest they all use, and a ghz runner.
+ * CheckRequest they all use, the gate that decides it, the constant response
+ * of a server doing no work, and a ghz runner.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { AuditSink } from '../../core/audit/event.ts';
+import { Gatekeeper } from '../../core/gate.ts';
+import { InProcessReviews } from '../../core/reviews.ts';
+import { StaticTaskRegistry } from '../../core/tasks.ts';
+import { envoyPolicyEngine } from '../../ext-authz/envoy-decision.ts';
 import { envoyProtoIncludeDirs } from '../../ext-authz/protos.ts';
 
 export const BIN = resolve(import.meta.dirname, '..', '..', '.tools', 'bin');
@@ -24,12 +30,19 @@ const pinned = process.env.PIN === '1' && availableParallelism() >= 2;
 export const SERVER_CPUS = process.env.SERVER_CPUS ?? (pinned ? '0' : undefined);
 export const GHZ_CPUS = process.env.GHZ_CPUS ?? (pinned ? `1-${availableParallelism() - 1}` : undefined);
 
-/** Starts cmd (on SERVER_CPUS when set). taskset execs cmd: the pid is cmd's. */
-export function spawnServer(cmd: string, args: string[], stdout: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
-  return SERVER_CPUS
-    ? spawn('taskset', ['-c', SERVER_CPUS, cmd, ...args], { stdio: ['ignore', stdout, 'inherit'] })
-    : spawn(cmd, args, { stdio: ['ignore', stdout, 'inherit'] });
+/** cmd and args to run cmd on the given CPUs (taskset execs cmd: the pid is cmd's), or as is. */
+function onCpus(cpus: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return cpus ? ['taskset', ['-c', cpus, cmd, ...args]] : [cmd, args];
 }
+
+/** Starts cmd (on SERVER_CPUS when set). */
+export function spawnServer(cmd: string, args: string[], stdout: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
+  const [c, a] = onCpus(SERVER_CPUS, cmd, args);
+  return spawn(c, a, { stdio: ['ignore', stdout, 'inherit'] });
+}
+
+// USER_HZ: 100 on every Linux ABI Node.js runs on.
+const CLOCK_TICKS = 100;
 
 /** CPU time (user + system, all threads) a process has used, in µs; NaN where /proc is not available. */
 export function processCpuUs(pid: number): number {
@@ -42,8 +55,6 @@ export function processCpuUs(pid: number): number {
     return NaN;
   }
 }
-// USER_HZ: 100 on every Linux ABI Node.js runs on.
-const CLOCK_TICKS = 100;
 
 export const POLICY = `package envoy.authz
 
@@ -59,6 +70,19 @@ allow if {
 	http_request.headers["x-team"] == "payments"
 }
 `;
+
+/** The gate every taskgate target uses: POLICY's bundle at its opa-envoy-plugin entrypoint, no tasks or reviewers. */
+export async function benchGate(bundle: Buffer, audit: AuditSink): Promise<Gatekeeper> {
+  const engine = envoyPolicyEngine({ entrypoint: 'envoy/authz/allow' });
+  await engine.load(bundle);
+  return new Gatekeeper({ engine, tasks: new StaticTaskRegistry(), reviews: new InProcessReviews(), audit });
+}
+
+/** The CheckResponse of a server that answers OK without looking at the request (the grpc-js floor). */
+export const FLOOR_OK = {
+  status: { code: 0 },
+  okResponse: { headers: [{ header: { key: 'x-taskgate-decision-id', value: 'floor' }, append: { value: false } }] },
+};
 
 export function request(path: string): string {
   return JSON.stringify({
@@ -99,9 +123,7 @@ export async function ghz(target: string, data: string, extra: string[], seconds
     ...extra,
     target,
   ];
-  const out = GHZ_CPUS
-    ? await run('taskset', ['-c', GHZ_CPUS, join(BIN, 'ghz'), ...args], (seconds + 30) * 1000)
-    : await run(join(BIN, 'ghz'), args, (seconds + 30) * 1000);
+  const out = await run(...onCpus(GHZ_CPUS, join(BIN, 'ghz'), args), (seconds + 30) * 1000);
   return JSON.parse(out) as GhzReport;
 }
 

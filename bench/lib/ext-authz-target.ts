@@ -18,29 +18,22 @@
 import { readFile } from 'node:fs/promises';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { SpoolAuditSink } from '../../core/audit/spool-sink.ts';
-import { Gatekeeper } from '../../core/gate.ts';
-import { InProcessReviews } from '../../core/reviews.ts';
-import { StaticTaskRegistry } from '../../core/tasks.ts';
-import { envoyPolicyEngine } from '../../ext-authz/envoy-decision.ts';
 import { envoyServices } from '../../ext-authz/protos.ts';
 import { startExtAuthz } from '../../ext-authz/server.ts';
+import { benchGate, FLOOR_OK } from './ext-authz-load.ts';
 
 const [kind, bundlePath, spoolDir] = process.argv.slice(2);
 let close: () => Promise<void>;
 
 if (kind === 'floor') {
   const floor = new Server({ 'grpc.enable_channelz': 0 });
-  const OK = { status: { code: 0 }, okResponse: { headers: [{ header: { key: 'x-taskgate-decision-id', value: 'floor' }, append: { value: false } }] } };
-  floor.addService(envoyServices().authorization, { Check: (_c: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => cb(null, OK) });
+  floor.addService(envoyServices().authorization, { Check: (_c: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => cb(null, FLOOR_OK) });
   const port = await new Promise<number>((res, rej) => floor.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   close = async () => floor.forceShutdown();
   console.log(`READY 127.0.0.1:${port}`);
 } else if (kind === 'taskgate' && bundlePath && spoolDir) {
-  const engine = envoyPolicyEngine({ entrypoint: 'envoy/authz/allow' });
-  await engine.load(await readFile(bundlePath));
   const audit = await SpoolAuditSink.open({ dir: spoolDir });
-  const gate = new Gatekeeper({ engine, tasks: new StaticTaskRegistry(), reviews: new InProcessReviews(), audit });
-  const tg = await startExtAuthz({ gate, resources: [{ name: 'people-api' }] });
+  const tg = await startExtAuthz({ gate: await benchGate(await readFile(bundlePath), audit), resources: [{ name: 'people-api' }] });
   close = async () => {
     await tg.close();
     await audit.close();
