@@ -1,4 +1,4 @@
-import type { EvaluatedDecision } from './policy-contract.ts';
+import { evaluated, type EvaluatedDecision } from './policy-contract.ts';
 
 /**
  * Decisions keyed by (task, identity, resource, command fingerprint, policy
@@ -46,7 +46,7 @@ export class DecisionCache {
     }
     this.map.delete(key);
     this.map.set(key, e);
-    return { ...e.d, eval_ns: 0 };
+    return evaluated(e.d, e.d.policy_revision, 0, e.d.synthetic);
   }
 
   set(key: string, d: EvaluatedDecision, until: number): void {

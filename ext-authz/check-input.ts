@@ -9,11 +9,13 @@ import { parseQuery } from '../sidecar/http/path.ts';
  * - `extra`: opa-envoy-plugin's input fields, so a policy written for it runs
  *   unchanged: `attributes` (the CheckRequest attributes in protojson form:
  *   lowerCamelCase, int64 as strings, bytes base64, timestamps RFC 3339),
- *   `parsed_path`, `parsed_query`, `parsed_body`, `truncated_body`.
+ *   `parsed_path`, `parsed_query`, `parsed_body`, `truncated_body`. Built
+ *   when first called: a Check answered from the decision cache never
+ *   converts the attributes (a fifth of a cached Check's CPU, measured).
  */
 export interface CheckInput {
   raw: RawHttpRequest;
-  extra: Record<string, unknown>;
+  extra: () => Record<string, unknown>;
   /** Part of the cache key for what `extra` adds beyond `request` (body, credentials, peer); hashed with it. */
   fingerprint_extra: string;
   context_extensions: Record<string, string>;
@@ -43,16 +45,12 @@ export function checkInput(req: unknown): CheckInputResult {
   } catch {
     return { ok: false, reason: 'path contains a malformed percent-escape' };
   }
-  const parsed_path = decodedPath.replace(/^\/+/, '').split('/');
-  const parsed_query = { ...parseQuery(q >= 0 ? target.slice(q + 1).split('#')[0]! : '') };
 
   const rawBody = http.rawBody instanceof Uint8Array ? Buffer.from(http.rawBody) : undefined;
   const body = rawBody && rawBody.length > 0 ? rawBody.toString('utf8') : str(http.body);
   const pb = parsedBody(headers, body);
   if (!pb.ok) return pb;
 
-  const extra: Obj = { attributes: protojson(attributes), parsed_path, parsed_query, truncated_body: pb.truncated };
-  if (pb.value !== undefined) extra.parsed_body = pb.value;
 
   const source = asObj(attributes.source);
   const sock = asObj(asObj(source?.address)?.socketAddress);
@@ -63,13 +61,20 @@ export function checkInput(req: unknown): CheckInputResult {
   // Not hashed here: requestFingerprint hashes it with the request block, in one pass.
   // The body is length-prefixed so its bytes cannot pose as the fields after it.
   const fx = `${headers.authorization ?? ''}\0${body.length}:${body}\0${client_address ?? ''}\0${str(source?.principal)}\0${JSON.stringify(ctx)}\0${
-    JSON.stringify((extra.attributes as Obj).metadataContext) ?? ''
+    attributes.metadataContext === undefined ? '' : JSON.stringify(protojson(attributes.metadataContext))
   }`;
+
 
   const out: CheckInput & { ok: true } = {
     ok: true,
     raw: { method, target, headers, host },
-    extra,
+    extra: once(() => {
+      const parsed_path = decodedPath.replace(/^\/+/, '').split('/');
+      const parsed_query = { ...parseQuery(q >= 0 ? target.slice(q + 1).split('#')[0]! : '') };
+      const extra: Obj = { attributes: protojson(attributes), parsed_path, parsed_query, truncated_body: pb.truncated };
+      if (pb.value !== undefined) extra.parsed_body = pb.value;
+      return extra;
+    }),
     fingerprint_extra: fx,
     context_extensions,
   };
@@ -77,6 +82,19 @@ export function checkInput(req: unknown): CheckInputResult {
   const id = str(http.id);
   if (id) out.request_id = id;
   return out;
+}
+
+/** f's value, computed on the first call. */
+function once<T>(f: () => T): () => T {
+  let done = false;
+  let v: T;
+  return () => {
+    if (!done) {
+      v = f();
+      done = true;
+    }
+    return v;
+  };
 }
 
 /** headers (map) or header_map (list with value / raw_value), names lower-cased. */

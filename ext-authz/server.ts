@@ -4,7 +4,7 @@ import { Server, ServerCredentials, status as grpcStatus, type sendUnaryData, ty
 import { HealthImplementation } from 'grpc-health-check';
 import { errorMessage, TaskgateError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
-import { HttpAuthorizer, type HttpAuthorizerOptions } from '../sidecar/http/authorize.ts';
+import { HttpAuthorizer, type AuthzResult, type HttpAuthorizerOptions, type HttpAuthzRequest } from '../sidecar/http/authorize.ts';
 import { checkInput } from './check-input.ts';
 import { checkResponse } from './check-response.ts';
 import { withDirectCheckEncoding } from './check-response-codec.ts';
@@ -52,6 +52,28 @@ export interface ExtAuthzHandle {
 const AUTH_SERVICE = 'envoy.service.auth.v3.Authorization';
 const PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
+interface Cancellation {
+  answered: boolean;
+  ac?: AbortController;
+}
+
+/**
+ * The Check's cancellation as a signal, made only when the answer has to wait
+ * (a review hold): subscribing to a grpc-js call's 'cancelled' costs more than
+ * the rest of a cached Check. grpc-js also reports 'cancelled' when a finished
+ * call's stream closes: only an unanswered Check is cancelled.
+ */
+function cancellationSignal(call: ServerUnaryCall<unknown, unknown>, st: Cancellation): () => AbortSignal {
+  return () => {
+    if (!st.ac) {
+      const c = (st.ac = new AbortController());
+      if (call.cancelled) c.abort();
+      else call.on('cancelled', () => st.answered || c.abort());
+    }
+    return st.ac.signal;
+  };
+}
+
 export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHandle> {
   const log = opts.log ?? silentLogger;
   const services = envoyServices();
@@ -65,47 +87,37 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
   server.addService(services.externalProcessor, { Process: processHandler({ authorizer, plans, log, ...opts.extProc }) });
   server.addService(withDirectCheckEncoding(services.authorization), {
     Check: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
-      let answered = false;
-      let ac: AbortController | undefined;
-      // Made only when the answer has to wait (a review hold): subscribing to a grpc-js call's
-      // 'cancelled' costs more than the rest of a cached Check. grpc-js also reports 'cancelled'
-      // when a finished call's stream closes: only an unanswered Check is cancelled.
-      const signal = (): AbortSignal => {
-        if (!ac) {
-          const c = (ac = new AbortController());
-          if (call.cancelled) c.abort();
-          else call.on('cancelled', () => answered || c.abort());
-        }
-        return ac.signal;
-      };
+      const cancel: Cancellation = { answered: false };
       const dl = call.getDeadline();
       const deadline = dl instanceof Date ? dl.getTime() : dl;
       const left = deadline - Date.now();
       const waitMs = Number.isFinite(deadline) ? Math.max(0, left - marginFor(left)) : maxHold;
       const input = checkInput(call.request);
-      const pending = input.ok
-        ? authorizer.authorize({
-            raw: input.raw,
-            extra: input.extra,
-            fingerprint_extra: input.fingerprint_extra,
-            ...(input.context_extensions.taskgate_resource ? { resource: input.context_extensions.taskgate_resource } : {}),
-            ...(input.client_address ? { client_address: input.client_address } : {}),
-            ...(input.request_id ? { request_id: input.request_id } : {}),
-            waitMs,
-            signal,
-            refuseMergedSlashes: true,
-            entry: 'ext_authz',
-          })
-        : Promise.resolve(authorizer.malformed('ext_authz', input.reason));
+      let pending: Promise<AuthzResult>;
+      if (input.ok) {
+        const req: HttpAuthzRequest = {
+          raw: input.raw,
+          extra: input.extra,
+          fingerprint_extra: input.fingerprint_extra,
+          waitMs,
+          signal: cancellationSignal(call, cancel),
+          refuseMergedSlashes: true,
+          entry: 'ext_authz',
+        };
+        if (input.context_extensions.taskgate_resource) req.resource = input.context_extensions.taskgate_resource;
+        if (input.client_address) req.client_address = input.client_address;
+        if (input.request_id) req.request_id = input.request_id;
+        pending = authorizer.authorize(req);
+      } else pending = Promise.resolve(authorizer.malformed('ext_authz', input.reason));
       pending.then(
         (r) => {
-          if (ac?.signal.aborted || call.cancelled) return;
-          answered = true;
+          if (cancel.ac?.signal.aborted || call.cancelled) return;
+          cancel.answered = true;
           if (r.allowed) plans.put(r);
           callback(null, checkResponse(r));
         },
         (e: unknown) => {
-          answered = true;
+          cancel.answered = true;
           callback({ code: grpcStatus.INTERNAL, details: errorMessage(e) });
         },
       );

@@ -3,7 +3,7 @@ import { loadPolicy, type LoadedPolicy } from '@open-policy-agent/opa-wasm';
 import { errorMessage, TaskgateError } from '../errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
-import { DECISION_ENTRYPOINT, denyDecision, type Decision, type EvaluatedDecision } from '../policy-contract.ts';
+import { DECISION_ENTRYPOINT, denyDecision, evaluated, type Decision, type EvaluatedDecision } from '../policy-contract.ts';
 import { parseBundle, type PolicyBundle } from './bundle.ts';
 import { validateDecision } from './decision-schema.ts';
 import { fastEvaluator, type FastEvaluate } from './fast-eval.ts';
@@ -181,7 +181,7 @@ export class PolicyEngine extends EventEmitter {
     if (typeof checked === 'string') {
       return this.count(denyDecision(`policy returned an invalid decision: ${checked}`, cur.bundle.revision), protocol);
     }
-    return this.count({ ...checked, policy_revision: cur.bundle.revision, eval_ns: evalNs }, protocol);
+    return this.count(evaluated(checked, cur.bundle.revision, evalNs), protocol);
   }
 
   private count(d: EvaluatedDecision, protocol: string): EvaluatedDecision {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Histogram } from 'prom-client';
-import type { Gatekeeper, GateOutcome, SessionContext } from '../../core/gate.ts';
+import type { CommandSpec, Gatekeeper, GateOutcome, InputExtra, SessionContext } from '../../core/gate.ts';
 import { errorMessage } from '../../core/errors.ts';
 import type { Authenticator, Identity } from '../../core/identity/identity.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
@@ -50,8 +50,8 @@ export interface HttpAuthorizerOptions {
 
 export interface HttpAuthzRequest {
   raw: RawHttpRequest;
-  /** Extra top-level policy input (ext_authz: opa-envoy-plugin fields). */
-  extra?: Record<string, unknown>;
+  /** Extra top-level policy input (ext_authz: opa-envoy-plugin fields), or a function building it when evaluated. */
+  extra?: InputExtra;
   fingerprint_extra?: string;
   /** Resource name (Envoy: context extension `taskgate_resource`). */
   resource?: string;
@@ -150,8 +150,10 @@ export class HttpAuthorizer {
     const resource = req.resource ? this.byName.get(req.resource) : this.opts.resources[0];
     if (!resource) return this.refuse(req, undefined, `unknown resource ${JSON.stringify(req.resource)}`, 403);
     const { task_id, target } = taskFromRequest(req.raw.target, req.raw.headers);
+    const raw: RawHttpRequest = { method: req.raw.method, target, headers: req.raw.headers };
+    if (req.raw.host !== undefined) raw.host = req.raw.host;
     const built = buildHttpRequest(
-      { ...req.raw, target },
+      raw,
       req.fingerprint_extra !== undefined ? { kubernetes: resource.kubernetes === true, fingerprint_extra: req.fingerprint_extra } : { kubernetes: resource.kubernetes === true },
     );
     if (!built.ok) return this.refuse(req, resource, built.reason, 400, task_id);
@@ -181,8 +183,14 @@ export class HttpAuthorizer {
       resource: resourceInput(resource),
     };
     if (req.client_address) session.client_address = req.client_address;
-    const cmd = { request: built.request, text: built.text, fingerprint: built.fingerprint, summary: built.request.kubernetes ?? { method: built.request.method, path: built.request.path } } as const;
-    const d = await this.decider.decide(session, req.extra ? { ...cmd, input_extra: req.extra } : cmd, req.waitMs, req.signal);
+    const cmd: CommandSpec = {
+      request: built.request,
+      text: built.text,
+      fingerprint: built.fingerprint,
+      summary: built.request.kubernetes ?? { method: built.request.method, path: built.request.path },
+    };
+    if (req.extra) cmd.input_extra = req.extra;
+    const d = await this.decider.decide(session, cmd, req.waitMs, req.signal);
 
     if (d.kind === 'pending') {
       const msg = `review ${d.review_id} is pending (approvers: ${d.approvers.join(', ')}); retry after approval`;

@@ -1,4 +1,4 @@
-import type { CommandSpec, Gatekeeper, GateOutcome, SessionContext } from '../../core/gate.ts';
+import type { CommandSpec, DecideOptions, Gatekeeper, GateOutcome, SessionContext } from '../../core/gate.ts';
 
 /**
  * The decision step for one HTTP request, shared by ext_authz and the HTTP
@@ -64,13 +64,15 @@ export class HttpDecider {
     let hold: Hold | undefined;
     let onHeld!: () => void;
     const held = new Promise<void>((r) => (onHeld = r));
-    const promise = this.gate.decide(session, cmd, {
-      onHold: (n) => {
-        hold = { promise, review_id: n.review_id, approvers: n.approvers, expires_at: n.expires_at, reasons: n.reasons };
-        this.holds.set(key, hold);
-        onHeld();
-      },
-    });
+    // Callbacks are assigned, not declared as named consts or properties: the TypeScript loader
+    // (tsx, esbuild keepNames) would wrap each in a defineProperty call, on every request.
+    const opts: DecideOptions = {};
+    opts.onHold = (n) => {
+      hold = { promise, review_id: n.review_id, approvers: n.approvers, expires_at: n.expires_at, reasons: n.reasons };
+      this.holds.set(key, hold);
+      onHeld();
+    };
+    const promise = this.gate.decide(session, cmd, opts);
     promise.then(
       (o) => {
         const h = hold;
@@ -131,32 +133,53 @@ function race(
   held: Promise<void> | undefined,
   waitMs: number,
   signal?: SignalSource,
-): Promise<'decided' | 'held' | 'timeout'> {
-  return new Promise((resolve) => {
-    const started = Date.now();
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    let sig: AbortSignal | undefined;
-    const finish = (r: 'decided' | 'held' | 'timeout') => {
-      if (done) return;
-      done = true;
-      if (timer) clearTimeout(timer);
-      sig?.removeEventListener('abort', onAbort);
-      resolve(r);
-    };
-    const onAbort = () => finish('timeout');
+): Promise<RaceResult> {
+  return new Promise((resolve) => new Race(resolve, decided, held, waitMs, signal));
+}
+
+type RaceResult = 'decided' | 'held' | 'timeout';
+
+/** race()'s state. A class rather than closures: no per-request function objects beyond the promise callbacks. */
+class Race {
+  private readonly started = Date.now();
+  private done = false;
+  private timer: NodeJS.Timeout | undefined;
+  private sig: AbortSignal | undefined;
+
+  constructor(
+    private readonly resolve: (r: RaceResult) => void,
+    decided: Promise<unknown>,
+    held: Promise<void> | undefined,
+    private readonly waitMs: number,
+    private readonly signal: SignalSource | undefined,
+  ) {
     decided.then(
-      () => finish('decided'),
-      () => finish('decided'),
+      () => this.finish('decided'),
+      () => this.finish('decided'),
     );
-    held?.then(() => finish('held'));
-    if (typeof signal === 'object' && signal.aborted) return finish('timeout');
-    setImmediate(() => {
-      if (done) return;
-      timer = setTimeout(() => finish('timeout'), Math.max(0, waitMs - (Date.now() - started)));
-      sig = typeof signal === 'function' ? signal() : signal;
-      if (sig?.aborted) finish('timeout');
-      else sig?.addEventListener('abort', onAbort, { once: true });
-    });
-  });
+    held?.then(() => this.finish('held'));
+    if (typeof signal === 'object' && signal.aborted) this.finish('timeout');
+    else setImmediate(() => this.arm());
+  }
+
+  private arm(): void {
+    if (this.done) return;
+    this.timer = setTimeout(() => this.finish('timeout'), Math.max(0, this.waitMs - (Date.now() - this.started)));
+    const sig = (this.sig = typeof this.signal === 'function' ? this.signal() : this.signal);
+    if (sig?.aborted) this.finish('timeout');
+    else sig?.addEventListener('abort', this, { once: true });
+  }
+
+  /** The caller went away (EventListener object: `this` is the listener). */
+  handleEvent(): void {
+    this.finish('timeout');
+  }
+
+  private finish(r: RaceResult): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.sig?.removeEventListener('abort', this);
+    this.resolve(r);
+  }
 }
