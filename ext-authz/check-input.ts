@@ -56,7 +56,8 @@ export function checkInput(req: unknown): CheckInputResult {
   const sock = asObj(asObj(source?.address)?.socketAddress);
   const client_address = sock ? str(sock.address) : undefined;
   const ctx = asObj(attributes.contextExtensions) ?? {};
-  const context_extensions = Object.fromEntries(Object.entries(ctx).map(([k, v]) => [k, String(v)]));
+  const context_extensions: Record<string, string> = {};
+  for (const k of Object.keys(ctx)) context_extensions[k] = String(ctx[k]);
 
   // Not hashed here: requestFingerprint hashes it with the request block, in one pass.
   // The body is length-prefixed so its bytes cannot pose as the fields after it.
@@ -101,7 +102,7 @@ function once<T>(f: () => T): () => T {
 function headerMap(http: Obj): Record<string, string> {
   const out: Record<string, string> = {};
   const m = asObj(http.headers);
-  if (m) for (const [k, v] of Object.entries(m)) out[k.toLowerCase()] = String(v);
+  if (m) for (const k of Object.keys(m)) out[k.toLowerCase()] = String(m[k]);
   const list = asObj(http.headerMap)?.headers;
   if (Array.isArray(list)) {
     for (const h of list) {
@@ -148,7 +149,7 @@ export function protojson(v: unknown, key = ''): unknown {
   if (key === 'time' && 'seconds' in o) return timestamp(o);
   if (key === 'filterMetadata') return Object.fromEntries(Object.entries(o).map(([k, s]) => [k, structToJson(s)]));
   const out: Obj = {};
-  for (const [k, x] of Object.entries(o)) out[k] = protojson(x, k);
+  for (const k of Object.keys(o)) out[k] = protojson(o[k], k);
   return out;
 }
 
@@ -177,7 +178,9 @@ function valueToJson(v: unknown): unknown {
 
 /** JSON -> google.protobuf.Struct message (for dynamic_metadata). */
 export function jsonToStruct(v: Record<string, unknown>): { fields: Record<string, unknown> } {
-  return { fields: Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonToValue(x)])) };
+  const fields: Record<string, unknown> = {};
+  for (const k of Object.keys(v)) fields[k] = jsonToValue(v[k]);
+  return { fields };
 }
 
 function jsonToValue(x: unknown): unknown {

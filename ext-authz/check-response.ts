@@ -16,7 +16,11 @@ export function checkResponse(r: AuthzResult): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   if (r.allowed) {
     // Envoy stores this under envoy.filters.http.ext_authz; forwarded to ext_proc it carries the mask rules.
-    out.dynamicMetadata = jsonToStruct({ ...r.dynamic_metadata, taskgate_decision_id: r.decision_id, taskgate_mask: JSON.stringify(r.mask) });
+    const meta: Record<string, unknown> = {};
+    if (r.dynamic_metadata) for (const k of Object.keys(r.dynamic_metadata)) meta[k] = r.dynamic_metadata[k];
+    meta.taskgate_decision_id = r.decision_id;
+    meta.taskgate_mask = JSON.stringify(r.mask);
+    out.dynamicMetadata = jsonToStruct(meta);
   } else if (r.dynamic_metadata) out.dynamicMetadata = jsonToStruct(r.dynamic_metadata);
   if (r.allowed) {
     out.status = { code: GRPC_OK };

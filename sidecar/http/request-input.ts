@@ -94,7 +94,8 @@ export function buildHttpRequest(raw: RawHttpRequest, opts: HttpInputOptions = {
 /** Lower-cased, credential-free headers; repeated values joined with ", " (RFC 9110). */
 export function policyHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) {
+  for (const k of Object.keys(h)) {
+    const v = h[k];
     if (v === undefined) continue;
     const name = k.toLowerCase();
     if (name.startsWith(':') || SECRET_HEADERS.has(name)) continue;
