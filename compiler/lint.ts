@@ -1,15 +1,14 @@
 import { existsSync } from 'node:fs';
 import { execFile } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { IGNORED } from './build.ts';
 import { writeCapabilitiesFile } from './capabilities.ts';
 import { loadCatalog } from './catalog.ts';
 import { runOpa } from './opa.ts';
 import { loadTables } from './tables.ts';
 import { errorMessage } from '../core/errors.ts';
+import { packageRoot } from '../core/package-root.ts';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export type FmtMode = 'check' | 'diff' | 'write' | 'list';
 
@@ -91,7 +90,7 @@ function opaLines(output: string, dir: string): string[] {
 /** regal from $TASKGATE_REGAL, .tools/bin or PATH; undefined when not installed. */
 export function regalPath(): string | undefined {
   if (process.env.TASKGATE_REGAL) return process.env.TASKGATE_REGAL;
-  const local = join(REPO, '.tools', 'bin', 'regal');
+  const local = join(packageRoot(), '.tools', 'bin', 'regal');
   if (existsSync(local)) return local;
   for (const d of (process.env.PATH ?? '').split(':')) {
     if (d && existsSync(join(d, 'regal'))) return join(d, 'regal');

@@ -1,16 +1,15 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { TaskgateError } from '../core/errors.ts';
+import { packageRoot } from '../core/package-root.ts';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Finds the opa binary: $TASKGATE_OPA, the project's .tools/bin/opa, then PATH. */
 export function opaPath(): string {
   const env = process.env.TASKGATE_OPA;
   if (env) return env;
-  const local = join(REPO, '.tools', 'bin', 'opa');
+  const local = join(packageRoot(), '.tools', 'bin', 'opa');
   if (existsSync(local)) return local;
   for (const d of (process.env.PATH ?? '').split(':')) {
     const p = join(d, 'opa');

@@ -25,6 +25,7 @@ import { startPostgres, type PgServer } from '../devenv/postgres.ts';
 import { startOidcIssuer, type OidcIssuer } from '../devenv/oidc-issuer.ts';
 import { freePort } from '../devenv/net.ts';
 import { startSidecar, type Sidecar } from '../sidecar/runtime.ts';
+import { packageRoot } from '../core/package-root.ts';
 
 export interface DemoOptions {
   /** Working directory for bundle, spool and PGlite (default .taskgate/demo). */
@@ -37,7 +38,7 @@ export interface DemoOptions {
   verbose?: boolean;
 }
 
-const REPO = resolve(import.meta.dirname, '..');
+const REPO = packageRoot();
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const dim = (s: string) => (process.stdout.isTTY ? `\x1b[2m${s}\x1b[0m` : s);
 

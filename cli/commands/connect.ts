@@ -2,13 +2,13 @@ import type { Command } from 'commander';
 import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { currentToken } from '../../core/identity/current-token.ts';
 import { loadResources, defaultResourcesFile, type ClientResource } from '../../core/client/resources.ts';
 import { TaskgateError } from '../../core/errors.ts';
+import { packageRoot } from '../../core/package-root.ts';
 
-const BIN = resolve(fileURLToPath(import.meta.url), '../../../bin/taskgate.js');
+const BIN = join(packageRoot(), 'bin', 'taskgate.js');
 
 export interface Launch {
   command: string;

@@ -1,11 +1,12 @@
 /** Serves the web inbox: plain HTML, CSS and JS from this directory, no build step. */
 import { readFileSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { TaskgateError } from '../../core/errors.ts';
+import { packageRoot } from '../../core/package-root.ts';
 
-const dir = dirname(fileURLToPath(import.meta.url));
+// The sources' directory, also when running from the build (dist/ holds no .html/.css).
+const dir = join(packageRoot(), 'control-plane', 'inbox');
 const FILES: Record<string, { file: string; type: string }> = {
   '/inbox': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/inbox/': { file: 'index.html', type: 'text/html; charset=utf-8' },
