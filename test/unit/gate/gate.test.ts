@@ -188,4 +188,22 @@ describe('Gatekeeper', () => {
     const mallory = await gate.decide(session({ identity: { subject: 'mallory@example.com', groups: [], issuer: 'x', type: 'user' } }), cmd('read'));
     assert.equal(mallory.allowed, false);
   });
+  it('extra input fields: a function is built only when the policy is evaluated, and never replaces a contract field', async () => {
+    const { gate } = await setup();
+    let built = 0;
+    // `request` here would replace the contract's request (op "read") with op "drop": ignored.
+    const extra = () => (built++, { request: { op: 'drop' }, parsed_path: ['x'] });
+    const spec: CommandSpec = { ...cmd('read'), input_extra: extra };
+    const first = await gate.decide(session(), spec);
+    assert.equal(first.allowed, true, 'the contract request (op read) decided, not the extra field');
+    assert.equal(built, 1);
+    await gate.decide(session(), spec); // second evaluation: admitted to the cache
+    assert.equal(built, 2);
+    const cached = await gate.decide(session(), spec);
+    assert.equal(cached.decision.eval_ns, 0, 'served from the cache');
+    assert.equal(built, 2, 'a cached decision does not build the extra input');
+    const input = gate.buildInput(session(), task(), { op: 'read' } as never, { status: 'none', by: [] }, extra) as unknown as Record<string, unknown>;
+    assert.deepEqual(input.parsed_path, ['x']);
+    assert.deepEqual(input.request, { op: 'read' });
+  });
 });
