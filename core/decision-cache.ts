@@ -46,7 +46,7 @@ export class DecisionCache {
     }
     this.map.delete(key);
     this.map.set(key, e);
-    return evaluated(e.d, e.d.policy_revision, 0, e.d.synthetic);
+    return evaluated(e.d, e.d.policy_revision, 0);
   }
 
   set(key: string, d: EvaluatedDecision, until: number): void {

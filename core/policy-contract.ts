@@ -259,10 +259,10 @@ export interface EvaluatedDecision extends Decision {
  * decision path, V8 (Node 20-22) takes a slow runtime path for an object
  * spread followed by more properties (~0.5-4 µs per object, measured).
  */
-export function evaluated(d: Decision, policy_revision: string, eval_ns: number, synthetic?: boolean): EvaluatedDecision {
+export function evaluated(d: Decision & { synthetic?: boolean }, policy_revision: string, eval_ns: number): EvaluatedDecision {
   const out: EvaluatedDecision = { result: d.result, reasons: d.reasons, mask: d.mask, obligations: d.obligations, policy_revision, eval_ns };
   if (d.review !== undefined) out.review = d.review;
-  if (synthetic !== undefined) out.synthetic = synthetic;
+  if (d.synthetic !== undefined) out.synthetic = d.synthetic;
   return out;
 }
 

@@ -51,7 +51,6 @@ export function checkInput(req: unknown): CheckInputResult {
   const pb = parsedBody(headers, body);
   if (!pb.ok) return pb;
 
-
   const source = asObj(attributes.source);
   const sock = asObj(asObj(source?.address)?.socketAddress);
   const client_address = sock ? str(sock.address) : undefined;
@@ -64,7 +63,6 @@ export function checkInput(req: unknown): CheckInputResult {
   const fx = `${headers.authorization ?? ''}\0${body.length}:${body}\0${client_address ?? ''}\0${str(source?.principal)}\0${JSON.stringify(ctx)}\0${
     attributes.metadataContext === undefined ? '' : JSON.stringify(protojson(attributes.metadataContext))
   }`;
-
 
   const out: CheckInput & { ok: true } = {
     ok: true,

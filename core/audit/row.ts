@@ -336,8 +336,6 @@ export function canonicalFromRow(r: Record<string, unknown>): string {
   return JSON.stringify(o);
 }
 
-export { sha256hex };
-
 /** `YYYY-MM-DD hh:mm:ss` (UTC) for a µs timestamp: the ClickHouse DateTime column. */
 let dtSecond = -1;
 let dtText = '';

@@ -11,7 +11,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { canonicalFromRow, sha256hex, ZERO_HASH } from './row.ts';
+import { sha256hex } from '../hash.ts';
+import { canonicalFromRow, ZERO_HASH } from './row.ts';
 import { scanBuffer } from './spool/segment.ts';
 import { listSegments } from './spool/writer.ts';
 import type { AuditStore } from './store.ts';

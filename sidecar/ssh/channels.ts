@@ -226,7 +226,6 @@ async function runExec(conn: SshConnection, st: SessionState, ch: ServerChannel,
   finish(code);
 }
 
-/** The upstream channel's exit status (a signal is 128+n like a shell reports it). */
 /** Relays stdout and stderr (each through its own masker) until both end, then returns the exit status. */
 async function relayUntilExit(
   conn: SshConnection,
@@ -247,6 +246,7 @@ async function relayUntilExit(
   return code;
 }
 
+/** The upstream channel's exit status (a signal is 128+n like a shell reports it). */
 function exitOf(up: ClientChannel): Promise<number> {
   return new Promise((resolve) => {
     let code = SIDECAR_ERROR_EXIT;

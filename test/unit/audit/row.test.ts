@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AuditEventInput } from '../../../core/audit/event.ts';
-import { canonicalFromInput, canonicalFromRow, sealEventInto, sealLine, sha256hex } from '../../../core/audit/row.ts';
+import { sha256hex } from '../../../core/hash.ts';
+import { canonicalFromInput, canonicalFromRow, sealEventInto, sealLine } from '../../../core/audit/row.ts';
 import { checkLine } from '../../../core/audit/spool/segment.ts';
 
 const stamp = { seq: 42, id: '0191e6a2-8c3f-7abc-9def-0123456789ab', ts_us: 1_732_424_000_123_456, source: 'src-1', prev_hash: 'ab'.repeat(32) };
