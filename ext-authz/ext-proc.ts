@@ -6,6 +6,7 @@ import type { MaskRule } from '../core/policy-contract.ts';
 import { deny, type AllowResult, type HttpAuthorizer } from '../sidecar/http/authorize.ts';
 import { BodyMasker } from '../sidecar/http/response-mask.ts';
 import { structToJson } from './check-input.ts';
+import { UuidSet } from './uuid-set.ts';
 
 /**
  * envoy.service.ext_proc.v3.ExternalProcessor/Process: response masking where
@@ -47,29 +48,40 @@ interface Plan {
  * Recent allowed decisions of this process (decision id -> mask rules), kept
  * 10-20 s: ext_proc's request-headers message follows the Check within
  * milliseconds (forwarded ext_authz metadata carries the rules regardless of
- * age). Two generations, so expiry is O(1). A decision without mask rules is
- * stored as a shared marker, not an object: at thousands of Checks a second
- * the table holds ~100k entries, and per-entry objects (with the session they
- * referenced) cost ~16 µs per Check in garbage collection.
+ * age). Two generations, so expiry is O(1). Most decisions have no mask rules:
+ * their ids go into a typed-array set (ext-authz/uuid-set.ts), not a Map, so
+ * remembering them creates nothing for the garbage collector to copy or
+ * promote. Decisions with rules (and any id that is not a canonical UUID) are
+ * Map entries.
  */
-const NO_MASK = 0;
+class Generation {
+  readonly plans = new Map<string, Plan>();
+  readonly unmasked = new UuidSet();
+
+  clear(): void {
+    this.plans.clear();
+    this.unmasked.clear();
+  }
+}
 
 export class MaskPlans {
-  private cur = new Map<string, Plan | typeof NO_MASK>();
-  private old = new Map<string, Plan | typeof NO_MASK>();
+  private cur = new Generation();
+  private old = new Generation();
   private rotated = Date.now();
 
   constructor(private readonly ttlMs = 10_000) {}
 
   put(r: AllowResult): void {
     this.rotate();
-    this.cur.set(r.decision_id, r.mask.length > 0 ? { decision_id: r.decision_id, mask: r.mask, session: r.session } : NO_MASK);
+    if (r.mask.length > 0) this.cur.plans.set(r.decision_id, { decision_id: r.decision_id, mask: r.mask, session: r.session });
+    else if (!this.cur.unmasked.add(r.decision_id)) this.cur.plans.set(r.decision_id, { decision_id: r.decision_id, mask: [] });
   }
 
   get(id: string): Plan | undefined {
     this.rotate();
-    const p = this.cur.get(id) ?? this.old.get(id);
-    return p === NO_MASK ? { decision_id: id, mask: [] } : p;
+    const p = this.cur.plans.get(id) ?? this.old.plans.get(id);
+    if (p) return p.mask.length > 0 ? p : { decision_id: id, mask: [] };
+    return this.cur.unmasked.has(id) || this.old.unmasked.has(id) ? { decision_id: id, mask: [] } : undefined;
   }
 
   clear(): void {
@@ -80,8 +92,13 @@ export class MaskPlans {
   private rotate(): void {
     const now = Date.now();
     if (now - this.rotated < this.ttlMs) return;
-    this.old = now - this.rotated < 2 * this.ttlMs ? this.cur : new Map();
-    this.cur = new Map();
+    // The older generation's tables are emptied and reused (their capacity stays).
+    const spare = this.old;
+    spare.clear();
+    if (now - this.rotated < 2 * this.ttlMs) {
+      this.old = this.cur;
+      this.cur = spare;
+    } else this.cur.clear();
     this.rotated = now;
   }
 }
