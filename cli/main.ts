@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { tuneRuntimeForServing } from '../core/serving-runtime.ts';
 import { runCli } from './run.ts';
 import { registerPolicyCommands } from './commands/policy.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
@@ -39,4 +40,6 @@ registerReviewCommands(program);
 registerControlPlaneCommands(program);
 registerExtAuthzCommands(program);
 
+// Before any server starts: see core/serving-runtime.ts.
+tuneRuntimeForServing();
 await runCli(program);

@@ -18,11 +18,14 @@
 import { readFile } from 'node:fs/promises';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { SpoolAuditSink } from '../../core/audit/spool-sink.ts';
+import { tuneRuntimeForServing } from '../../core/serving-runtime.ts';
 import { envoyServices } from '../../ext-authz/protos.ts';
 import { startExtAuthz } from '../../ext-authz/server.ts';
 import { benchGate, FLOOR_OK } from './ext-authz-load.ts';
 
 const [kind, bundlePath, spoolDir] = process.argv.slice(2);
+// The V8 settings `taskgate ext-authz` runs with (cli/main.ts), for the floor too: same runtime.
+tuneRuntimeForServing();
 let close: () => Promise<void>;
 
 if (kind === 'floor') {
