@@ -2,7 +2,8 @@ import { setFlagsFromString } from 'node:v8';
 
 /**
  * V8 settings for a long-running taskgate server (sidecar, ext_authz, control
- * plane), applied once at process start, before the servers allocate.
+ * plane), applied at process start, before the servers allocate (calling it
+ * again changes nothing).
  *
  * `--no-allocation-site-pretenuring`: V8 watches which allocation sites make
  * objects that survive a scavenge and, past a threshold, allocates that site's
@@ -22,9 +23,5 @@ import { setFlagsFromString } from 'node:v8';
  * feedback, so it applies from here on.
  */
 export function tuneRuntimeForServing(): void {
-  if (applied) return;
-  applied = true;
   setFlagsFromString('--no-allocation-site-pretenuring');
 }
-
-let applied = false;

@@ -80,7 +80,7 @@ export class MaskPlans {
   get(id: string): Plan | undefined {
     this.rotate();
     const p = this.cur.plans.get(id) ?? this.old.plans.get(id);
-    if (p) return p.mask.length > 0 ? p : { decision_id: id, mask: [] };
+    if (p) return p;
     return this.cur.unmasked.has(id) || this.old.unmasked.has(id) ? { decision_id: id, mask: [] } : undefined;
   }
 
