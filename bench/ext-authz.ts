@@ -4,22 +4,24 @@
  * CheckRequest, same load generator (ghz), loopback, in one run.
  *
  *   bash bench/setup-tools.sh                 # once: ghz + opa-envoy-plugin
- *   node --import tsx bench/ext-authz.ts      # ~2 min
+ *   node --import tsx bench/ext-authz.ts      # ~4 min
  *
  * Every target first gets an unmeasured warm-up (WARMUP_S, default 2 s, in
  * each scenario's shape). ghz runs with its own garbage collector off
- * (GHZ_GOGC, see bench/lib/ext-authz-load.ts). Both Node.js targets run with
- * the V8 settings of `taskgate ext-authz` (core/serving-runtime.ts). Scenarios per server: max throughput (50 workers, no rate limit) and a fixed
+ * (GHZ_GOGC, see bench/lib/ext-authz-load.ts). The Node.js targets run with
+ * the V8 settings of `taskgate ext-authz` (core/serving-runtime.ts).
+ * Scenarios per server: max throughput (50 workers, no rate limit) and a fixed
  * 2,000 RPS, each for DURATION_S seconds; with a repeated request and with a
  * unique path per request (taskgate's decision cache cannot answer those).
  * taskgate writes every decision to its durable audit spool (real disk);
  * opa-envoy-plugin runs with decision logs off. Before measuring, a real gRPC
  * client checks that both allow the request and deny a variant.
  *
- * A third target, "grpc-js floor", is a grpc-js server on the same Envoy protos
- * whose Check answers a constant OK without looking at the request: what this
+ * Context rows, same run: taskgate on the grpc-js transport (the fallback,
+ * `transport: grpc-js`), and two "floors": a server on each transport whose
+ * Check answers a constant OK without looking at the request — what this
  * machine gives a Node.js ext_authz server that does no work at all, so the
- * distance between it and taskgate is taskgate's own per-Check cost.
+ * distance between a floor and taskgate is taskgate's own per-Check cost.
  *
  * Every target runs in a process of its own (bench/lib/ext-authz-target.ts;
  * the driver only runs ghz and prints). CPU µs per Check is each server
@@ -52,6 +54,12 @@ function checkCode(address: string, json: string): Promise<number> {
   );
 }
 
+interface Target {
+  name: string;
+  address: string;
+  pid: number;
+}
+
 async function main(): Promise<void> {
   for (const b of ['ghz', 'opa-envoy-plugin']) {
     if (!existsSync(join(BIN, b))) throw new Error(`${b} missing: run bash bench/setup-tools.sh`);
@@ -63,10 +71,14 @@ async function main(): Promise<void> {
     const built = await buildBundle({ dir, out: join(dir, 'bundle.tar.gz'), entrypoint: 'envoy/authz/allow' });
     console.log(`servers on CPUs: ${SERVER_CPUS ?? 'any'}; ghz on CPUs: ${GHZ_CPUS ?? 'any'} (PIN=1 pins them apart)`);
 
-    const tg = await startNodeTarget(['taskgate', built.out, join(dir, 'spool')]);
+    const tg = await startNodeTarget(['taskgate', built.out, join(dir, 'spool'), 'taskgate']);
     procs.push(tg.proc);
-    const floor = await startNodeTarget(['floor']);
+    const tgGrpcJs = await startNodeTarget(['taskgate', built.out, join(dir, 'spool-grpc-js'), 'grpc-js']);
+    procs.push(tgGrpcJs.proc);
+    const floor = await startNodeTarget(['floor', 'taskgate']);
     procs.push(floor.proc);
+    const floorGrpcJs = await startNodeTarget(['floor', 'grpc-js']);
+    procs.push(floorGrpcJs.proc);
 
     const grpcPort = await freePort();
     const httpPort = await freePort();
@@ -83,14 +95,19 @@ async function main(): Promise<void> {
     procs.push(opa);
     await waitFor(async () => (await fetch(`http://127.0.0.1:${diagPort}/health`).catch(() => undefined))?.ok === true, 20_000);
 
-    const targets: Record<string, string> = { taskgate: tg.address, 'opa-envoy-plugin': `127.0.0.1:${grpcPort}` };
-    const pids: Record<string, number> = { taskgate: tg.proc.pid!, 'opa-envoy-plugin': opa.pid!, floor: floor.proc.pid! };
-    const floorTarget = floor.address;
-    // Sanity: both allow the request and deny a variant (a benchmark of errors is worthless).
-    for (const [name, addr] of Object.entries(targets)) {
-      const allowed = await checkCode(addr, request('/people/alice'));
-      const denied = await checkCode(addr, request('/admin/alice'));
-      if (allowed !== 0 || denied !== 7) throw new Error(`${name}: expected allow (0) then deny (7), got ${allowed}, ${denied}`);
+    // Measured in this order, every scenario: the product, the baseline, then the context rows.
+    const targets: Target[] = [
+      { name: 'taskgate', address: tg.address, pid: tg.proc.pid! },
+      { name: 'opa-envoy-plugin', address: `127.0.0.1:${grpcPort}`, pid: opa.pid! },
+      { name: 'taskgate on grpc-js', address: tgGrpcJs.address, pid: tgGrpcJs.proc.pid! },
+      { name: 'floor (taskgate h2)', address: floor.address, pid: floor.proc.pid! },
+      { name: 'floor (grpc-js)', address: floorGrpcJs.address, pid: floorGrpcJs.proc.pid! },
+    ];
+    // Sanity: the deciding servers allow the request and deny a variant (a benchmark of errors is worthless).
+    for (const t of targets.slice(0, 3)) {
+      const allowed = await checkCode(t.address, request('/people/alice'));
+      const denied = await checkCode(t.address, request('/admin/alice'));
+      if (allowed !== 0 || denied !== 7) throw new Error(`${t.name}: expected allow (0) then deny (7), got ${allowed}, ${denied}`);
     }
 
     const scenarios: [string, string, string[]][] = [
@@ -103,34 +120,36 @@ async function main(): Promise<void> {
     // none but gets the same). Warmed at full load only, a Node server met the fixed-rate scenarios
     // (one connection) with deoptimizations and a burst of recompilation (--trace-opt), which on its
     // one core held the event loop for 3-10 ms at a time during the measurement.
-    for (const addr of [...Object.values(targets), floorTarget]) {
-      for (const [, data, extra] of scenarios) await ghz(addr, data, extra, WARMUP_S);
+    for (const t of targets) {
+      for (const [, data, extra] of scenarios) await ghz(t.address, data, extra, WARMUP_S);
     }
-    const rows: string[] = [];
+    const head: string[] = [];
+    const context: string[] = [];
     for (const [label, data, extra] of scenarios) {
-      const res: Record<string, GhzReport> = {};
-      const cpu: Record<string, number> = {};
-      for (const [name, addr] of [...Object.entries(targets), ['floor', floorTarget] as const]) {
-        const cpu0 = processCpuUs(pids[name]!);
-        const r = (res[name] = await ghz(addr, data, extra));
-        cpu[name] = (processCpuUs(pids[name]!) - cpu0) / r.count;
+      const res = new Map<string, { r: GhzReport; cpu: number }>();
+      for (const t of targets) {
+        const cpu0 = processCpuUs(t.pid);
+        const r = await ghz(t.address, data, extra);
+        const cpu = (processCpuUs(t.pid) - cpu0) / r.count;
+        res.set(t.name, { r, cpu });
         const errs = r.count - (r.statusCodeDistribution.OK ?? 0);
         console.log(
-          `${label.padEnd(42)} ${(name === 'floor' ? 'grpc-js floor' : name).padEnd(17)} rps=${r.rps.toFixed(0).padStart(6)} p50=${pct(r, 50).toFixed(3)}ms p99=${pct(r, 99).toFixed(3)}ms cpu/check=${cpu[name]!.toFixed(0)}µs errors=${errs}`,
+          `${label.padEnd(42)} ${t.name.padEnd(20)} rps=${r.rps.toFixed(0).padStart(6)} p50=${pct(r, 50).toFixed(3)}ms p99=${pct(r, 99).toFixed(3)}ms p99.9=${pct(r, 99.9).toFixed(3)}ms cpu/check=${cpu.toFixed(0)}µs errors=${errs}`,
         );
       }
-      const t = res.taskgate!;
-      const o = res['opa-envoy-plugin']!;
-      const f = res.floor!;
-      rows.push(
-        `| ${label} | ${t.rps.toFixed(0)} | ${pct(t, 50).toFixed(3)} | ${pct(t, 99).toFixed(3)} | ${o.rps.toFixed(0)} | ${pct(o, 50).toFixed(3)} | ${pct(o, 99).toFixed(3)} | ${(t.rps / o.rps).toFixed(2)} | ${(pct(t, 99) / pct(o, 99)).toFixed(2)} | ${f.rps.toFixed(0)} | ${pct(f, 99).toFixed(3)} | ${cpu.taskgate!.toFixed(0)} | ${cpu['opa-envoy-plugin']!.toFixed(0)} | ${cpu.floor!.toFixed(0)} |`,
+      const t = res.get('taskgate')!;
+      const o = res.get('opa-envoy-plugin')!;
+      head.push(
+        `| ${label} | ${t.r.rps.toFixed(0)} | ${pct(t.r, 50).toFixed(3)} | ${pct(t.r, 99).toFixed(3)} | ${o.r.rps.toFixed(0)} | ${pct(o.r, 50).toFixed(3)} | ${pct(o.r, 99).toFixed(3)} | ${(t.r.rps / o.r.rps).toFixed(2)} | ${(pct(t.r, 99) / pct(o.r, 99)).toFixed(2)} | ${t.cpu.toFixed(0)} | ${o.cpu.toFixed(0)} |`,
       );
+      context.push(`| ${label} | ${targets.map((x) => { const v = res.get(x.name)!; return `${v.r.rps.toFixed(0)} / ${pct(v.r, 99).toFixed(2)} / ${v.cpu.toFixed(0)}`; }).join(' | ')} |`);
     }
-    console.log(
-      '\n| scenario | taskgate RPS | p50 ms | p99 ms | opa-envoy-plugin RPS | p50 ms | p99 ms | RPS ratio | p99 ratio | grpc-js floor RPS | floor p99 ms | CPU µs/Check taskgate | opa-envoy-plugin | floor |',
-    );
-    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-    for (const r of rows) console.log(r);
+    console.log('\n| scenario | taskgate RPS | p50 ms | p99 ms | opa-envoy-plugin RPS | p50 ms | p99 ms | RPS ratio | p99 ratio | CPU µs/Check taskgate | opa-envoy-plugin |');
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const r of head) console.log(r);
+    console.log(`\nRPS / p99 ms / CPU µs per Check:\n\n| scenario | ${targets.map((x) => x.name).join(' | ')} |`);
+    console.log(`| --- | ${targets.map(() => '---:').join(' | ')} |`);
+    for (const r of context) console.log(r);
   } finally {
     for (const p of procs) p.kill('SIGTERM');
     await Promise.all(procs.map((p) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));

@@ -1,6 +1,6 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Server, ServerCredentials, status as grpcStatus, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { Server, ServerCredentials, status as grpcStatus, type ServiceDefinition } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { errorMessage, TaskgateError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
@@ -9,6 +9,7 @@ import { checkInput } from './check-input.ts';
 import { checkResponse } from './check-response.ts';
 import { withDirectCheckEncoding } from './check-response-codec.ts';
 import { MaskPlans, processHandler, type ExtProcOptions } from './ext-proc.ts';
+import { GrpcServer } from './h2/grpc-server.ts';
 import { envoyServices } from './protos.ts';
 
 /**
@@ -16,7 +17,13 @@ import { envoyServices } from './protos.ts';
  * envoy.service.ext_proc.v3.ExternalProcessor/Process and grpc.health.v1 on
  * one gRPC port (plaintext, TLS or mTLS), Prometheus /metrics on an HTTP port.
  * The server loop only: input and response shaping live beside it.
+ *
+ * Two transports serve the same services with the same handlers: taskgate's
+ * own HTTP/2 gRPC server (ext-authz/h2/, the default) and @grpc/grpc-js's
+ * Server. The first costs a tenth of the CPU per Check (docs/benchmarks.md);
+ * the second is there to fall back on.
  */
+export type ExtAuthzTransport = 'taskgate' | 'grpc-js';
 export interface ExtAuthzOptions extends HttpAuthorizerOptions {
   host?: string;
   /** 0 (default) = a free port. */
@@ -38,6 +45,8 @@ export interface ExtAuthzOptions extends HttpAuthorizerOptions {
   deadlineMarginMs?: number;
   /** ext_proc response masking (served on the same port). */
   extProc?: ExtProcOptions;
+  /** The gRPC server: 'taskgate' (default, ext-authz/h2/) or 'grpc-js'. */
+  transport?: ExtAuthzTransport;
 }
 
 export interface ExtAuthzHandle {
@@ -57,13 +66,29 @@ interface Cancellation {
   ac?: AbortController;
 }
 
+/** What the Check handler uses of a unary call: a grpc-js ServerUnaryCall and the h2 server's UnaryCall both are one. */
+interface CheckCall {
+  readonly request: unknown;
+  readonly cancelled: boolean;
+  getDeadline(): Date | number;
+  on(event: 'cancelled', fn: () => void): unknown;
+}
+type CheckCallback = (err: { code: number; details: string } | null, value?: unknown) => void;
+
+/** What the server needs of either transport once it is listening. */
+interface Transport {
+  addService(service: ServiceDefinition, implementation: Record<string, unknown>): void;
+  tryShutdown(done: () => void): void;
+  forceShutdown(): void;
+}
+
 /**
  * The Check's cancellation as a signal, made only when the answer has to wait
  * (a review hold): subscribing to a grpc-js call's 'cancelled' costs more than
  * the rest of a cached Check. grpc-js also reports 'cancelled' when a finished
  * call's stream closes: only an unanswered Check is cancelled.
  */
-function cancellationSignal(call: ServerUnaryCall<unknown, unknown>, st: Cancellation): () => AbortSignal {
+function cancellationSignal(call: CheckCall, st: Cancellation): () => AbortSignal {
   return () => {
     if (!st.ac) {
       const c = (st.ac = new AbortController());
@@ -81,12 +106,17 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
   const plans = new MaskPlans();
   const maxHold = opts.maxHoldMs ?? 25_000;
   const marginFor = (left: number) => opts.deadlineMarginMs ?? Math.min(250, Math.max(20, left * 0.1));
-  // channelz (per-call statistics for grpc debugging tools) is not used: off, it saves ~2 µs per Check.
-  const server = new Server({ 'grpc.max_receive_message_length': 8 * 1024 * 1024, 'grpc.enable_channelz': 0 });
+  const maxMessage = 8 * 1024 * 1024;
+  const transport = opts.transport ?? 'taskgate';
+  const server: Transport =
+    transport === 'grpc-js'
+      ? // channelz (per-call statistics for grpc debugging tools) is not used: off, it saves ~2 µs per Check.
+        (new Server({ 'grpc.max_receive_message_length': maxMessage, 'grpc.enable_channelz': 0 }) as unknown as Transport)
+      : new GrpcServer({ maxReceiveMessageLength: maxMessage, log });
 
   server.addService(services.externalProcessor, { Process: processHandler({ authorizer, plans, log, ...opts.extProc }) });
   server.addService(withDirectCheckEncoding(services.authorization), {
-    Check: (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => {
+    Check: (call: CheckCall, callback: CheckCallback) => {
       const cancel: Cancellation = { answered: false };
       const dl = call.getDeadline();
       const deadline = dl instanceof Date ? dl.getTime() : dl;
@@ -132,21 +162,28 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
   };
   setHealth();
   engine.on('loaded', setHealth);
-  health.addToServer(server);
+  // grpc-health-check registers itself through addService, which both transports have.
+  health.addToServer(server as unknown as Server);
 
-  const creds = opts.tls
-    ? ServerCredentials.createSsl(
-        opts.tls.clientCa ? Buffer.from(opts.tls.clientCa) : null,
-        [{ cert_chain: Buffer.from(opts.tls.cert), private_key: Buffer.from(opts.tls.key) }],
-        opts.tls.clientCa !== undefined,
-      )
-    : ServerCredentials.createInsecure();
   const host = opts.host ?? '127.0.0.1';
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 0}`, creds, (err, p) =>
-      err ? reject(new TaskgateError('unavailable', `ext-authz cannot listen on ${host}:${opts.port ?? 0}: ${err.message}`)) : resolve(p),
-    ),
-  );
+  const cannotListen = (err: Error) => new TaskgateError('unavailable', `ext-authz cannot listen on ${host}:${opts.port ?? 0}: ${err.message}`);
+  let port: number;
+  if (server instanceof GrpcServer) {
+    port = await server.listen(host, opts.port ?? 0, opts.tls).catch((e: Error) => {
+      throw cannotListen(e);
+    });
+  } else {
+    const creds = opts.tls
+      ? ServerCredentials.createSsl(
+          opts.tls.clientCa ? Buffer.from(opts.tls.clientCa) : null,
+          [{ cert_chain: Buffer.from(opts.tls.cert), private_key: Buffer.from(opts.tls.key) }],
+          opts.tls.clientCa !== undefined,
+        )
+      : ServerCredentials.createInsecure();
+    port = await new Promise<number>((resolve, reject) =>
+      (server as unknown as Server).bindAsync(`${host.includes(':') ? `[${host}]` : host}:${opts.port ?? 0}`, creds, (err, p) => (err ? reject(cannotListen(err)) : resolve(p))),
+    );
+  }
 
   let metricsServer: HttpServer | undefined;
   let metricsAddress: string | undefined;
@@ -166,7 +203,7 @@ export async function startExtAuthz(opts: ExtAuthzOptions): Promise<ExtAuthzHand
     await new Promise<void>((r) => metricsServer!.listen(opts.metricsPort, host, r));
     metricsAddress = `${host}:${(metricsServer.address() as AddressInfo).port}`;
   }
-  log.info('ext-authz listening', { address: `${host}:${port}`, tls: opts.tls ? (opts.tls.clientCa ? 'mtls' : 'tls') : 'off', metrics: metricsAddress });
+  log.info('ext-authz listening', { address: `${host}:${port}`, transport, tls: opts.tls ? (opts.tls.clientCa ? 'mtls' : 'tls') : 'off', metrics: metricsAddress });
 
   const handle: ExtAuthzHandle = {
     address: `${host}:${port}`,

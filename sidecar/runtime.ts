@@ -308,6 +308,7 @@ export async function startSidecar(config: TaskgateConfig, baseDir: string, deps
         host,
         port,
         maxHoldMs: x.max_hold_ms,
+        transport: x.transport,
         ...(x.tls
           ? {
               tls: {

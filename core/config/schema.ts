@@ -145,6 +145,8 @@ export const ExtAuthzSection = z.strictObject({
   max_hold_ms: duration.default(25_000),
   /** Policies written for opa-envoy-plugin: evaluate this entrypoint (e.g. envoy/authz/allow) instead of taskgate/decision. */
   envoy_entrypoint: z.string().optional(),
+  /** The gRPC server: taskgate's own HTTP/2 server, or @grpc/grpc-js's (same services; a fallback). */
+  transport: z.enum(['taskgate', 'grpc-js']).default('taskgate'),
   /** ext_proc response masking, served on the same port. */
   ext_proc: z
     .strictObject({
