@@ -65,8 +65,10 @@ const RESPONSE_HEADERS = Buffer.concat([
 const TRAILERS_OK = hpackLiteral('grpc-status', '0');
 const STATUS_405 = hpackLiteralIndexedName(8, '405');
 const STATUS_415 = hpackLiteralIndexedName(8, '415');
-/** Headers a call's metadata does not carry (transport and gRPC protocol fields). */
-const RESERVED = new Set(['te', 'content-type', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'content-length']);
+/** Headers a call's metadata does not carry (transport and gRPC protocol fields; grpc-js's Server drops the same). */
+const RESERVED = new Set(['te', 'content-type', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'content-length']);
+/** The longest a Node timer can wait (longer delays fire after 1 ms). */
+const MAX_TIMER_MS = 0x7fff_ffff;
 
 /** grpc-message: percent-encoded outside printable ASCII (and '%' itself). */
 export function encodeGrpcMessage(m: string): string {
@@ -164,8 +166,9 @@ class Deframer {
     this.parts.push(chunk);
     this.have += chunk.length;
     while (this.have >= 5) {
-      const head = this.parts[0]!.length >= 5 ? this.parts[0]! : Buffer.concat(this.parts, this.have);
-      const len = head.readUInt32BE(1);
+      // A prefix cut across chunks is joined once (not again at every chunk of a large message).
+      if (this.parts[0]!.length < 5) this.parts = [Buffer.concat(this.parts, this.have)];
+      const len = this.parts[0]!.readUInt32BE(1);
       if (len > max) return `request message of ${len} bytes exceeds the limit of ${max}`;
       if (this.have < 5 + len) return undefined;
       const all = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.have);
@@ -231,25 +234,40 @@ abstract class BaseCall implements StreamListener {
   /** Arms the deadline timer if the call is still open (the server calls this at the end of the turn it started in). */
   armDeadline(): void {
     if (this.done || this.timer || !Number.isFinite(this.deadline)) return;
-    this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - Date.now()));
+    const left = Math.max(0, this.deadline - Date.now());
+    // A deadline beyond one timer's reach (~24.8 days, e.g. grpc-timeout 1000H) is waited for in steps.
+    this.timer = left <= MAX_TIMER_MS ? setTimeout(() => this.expire(), left) : setTimeout(() => ((this.timer = undefined), this.armDeadline()), MAX_TIMER_MS);
   }
 
   private expire(): void {
     this.timer = undefined;
+    this.abort(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
+  }
+
+  /** Ends an open call with a status of the server's own; the handler is told 'cancelled' (as grpc-js tells it). */
+  protected abort(code: number, message: string): void {
     if (this.done) return;
-    this.sendStatus(Status.DEADLINE_EXCEEDED, 'deadline exceeded');
+    this.sendStatus(code, message);
+    this.markCancelled();
+  }
+
+  protected markCancelled(): void {
+    if (this.cancelled) return;
     this.cancelled = true;
     this.onCancelled();
   }
 
   abstract onData(chunk: Buffer, end: boolean): void;
 
+  /**
+   * The client reset the stream or the connection went: the call is cancelled,
+   * even after the handler ended it, when its answer had not all gone out yet
+   * (a stream ends here only while it is still open: answer blocked on flow control).
+   */
   onReset(_code: number): void {
-    if (this.done) return;
     this.done = true;
-    this.cancelled = true;
     this.clearTimer();
-    this.onCancelled();
+    this.markCancelled();
   }
 
   protected abstract onCancelled(): void;
@@ -267,6 +285,16 @@ abstract class BaseCall implements StreamListener {
     this.done = true;
     this.clearTimer();
     this.stream.headers(code === Status.OK && !message && !metadata && this.headersSent ? TRAILERS_OK : statusBlock(code, message, metadata, !this.headersSent), true);
+  }
+
+  /**
+   * Ends the call with a handler's error, coded as grpc-js codes it: an integer code, else UNKNOWN (an Error
+   * with a Node code such as 'ENOENT' is not a gRPC status); its details, else its message.
+   */
+  protected fail(err: ServiceErrorLike): void {
+    const code = typeof err.code === 'number' && Number.isInteger(err.code) ? err.code : Status.UNKNOWN;
+    const details = typeof err.details === 'string' ? err.details : typeof err.message === 'string' ? err.message : '';
+    this.sendStatus(code, details, typeof err.metadata?.toHttp2Headers === 'function' ? err.metadata : undefined);
   }
 
   /** A request message, decompressed and decoded; undefined after ending the call with the reason. */
@@ -375,7 +403,7 @@ export class UnaryCall extends BaseCall {
 
   private answer(err: ServiceErrorLike | null | undefined, value: unknown, trailer?: Metadata): void {
     if (this.done) return;
-    if (err) return this.sendStatus(err.code ?? Status.UNKNOWN, err.details ?? err.message ?? '', err.metadata);
+    if (err) return this.fail(err);
     const data = this.encode(value);
     if (!data) return;
     this.done = true;
@@ -389,7 +417,10 @@ export class UnaryCall extends BaseCall {
   }
 }
 
-/** Server-streaming and bidirectional calls: grpc-js-like events ('data', 'end', 'error', 'cancelled') and write/end. */
+/**
+ * Server-streaming and bidirectional calls: grpc-js-like events ('data', 'end', 'cancelled' — also when the
+ * server ends the call itself: deadline, a request message too large or undecodable) and write/end/emit('error').
+ */
 export class StreamingCall extends BaseCall {
   request: unknown = undefined;
   private readonly events = new EventEmitter();
@@ -411,6 +442,17 @@ export class StreamingCall extends BaseCall {
     return this;
   }
 
+  /**
+   * Emits to the call's listeners. `emit('error', {code, details, metadata})` is also how a grpc-js handler
+   * fails a streaming call: the call ends with that status, after the messages written before it.
+   */
+  emit(event: string, ...args: unknown[]): boolean {
+    if (event !== 'error') return this.events.emit(event, ...args);
+    const err = args[0];
+    this.fail(err !== null && typeof err === 'object' ? (err as ServiceErrorLike) : { message: String(err) });
+    return this.events.listenerCount('error') > 0 ? this.events.emit('error', ...args) : true;
+  }
+
   /** Bidi: the handler runs at the request headers; server-streaming: once its request message is in. */
   start(end: boolean): void {
     if (this.route.kind === 'bidi') {
@@ -423,16 +465,9 @@ export class StreamingCall extends BaseCall {
   onData(chunk: Buffer, end: boolean): void {
     if (this.done) return;
     const err = (this.deframer ??= new Deframer()).push(chunk, this.server.maxReceiveMessageLength, (m, c) => this.message(m, c));
-    if (err) {
-      this.sendStatus(Status.RESOURCE_EXHAUSTED, err);
-      this.safeEmit('error', new Error(err));
-      return;
-    }
-    if (!end) return;
-    if (this.deframer.pending) {
-      this.sendStatus(Status.INTERNAL, 'request ended inside a message');
-      return;
-    }
+    if (err) return this.abort(Status.RESOURCE_EXHAUSTED, err);
+    if (!end || this.cancelled) return;
+    if (this.deframer.pending) return this.abort(Status.INTERNAL, 'request ended inside a message');
     if (!this.started && !this.done) this.sendStatus(Status.INTERNAL, 'request without a message');
     else if (this.route.kind === 'bidi') this.safeEmit('end');
   }
@@ -440,12 +475,10 @@ export class StreamingCall extends BaseCall {
   private message(m: Buffer, compressed: boolean): void {
     if (this.done) return;
     const d = this.decode(m, compressed);
-    if (!d) {
-      this.safeEmit('error', new Error('request message could not be decoded'));
-      return;
-    }
+    // Not decodable: the call has ended with the reason.
+    if (!d) return this.markCancelled();
     if (this.route.kind === 'bidi') return this.safeEmit('data', d.value);
-    if (this.started) return this.sendStatus(Status.INTERNAL, 'more than one request message on a server-streaming call');
+    if (this.started) return this.abort(Status.INTERNAL, 'more than one request message on a server-streaming call');
     this.started = true;
     this.request = d.value;
     this.invoke(this);
