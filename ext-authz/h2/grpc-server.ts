@@ -484,8 +484,18 @@ export class StreamingCall extends BaseCall {
     this.invoke(this);
   }
 
-  /** Sends one response message (response headers first). False once the call has ended. */
-  write(value: unknown): boolean {
+  /**
+   * Sends one response message (response headers first). False once the call has ended. A callback (grpc-js's
+   * `write(msg, cb)` or `write(msg, flags, cb)`) runs on the next tick: with an error if the call had ended.
+   */
+  write(value: unknown, flagsOrCb?: unknown, cb?: (err?: Error | null) => void): boolean {
+    const ok = this.send(value);
+    const done = typeof flagsOrCb === 'function' ? (flagsOrCb as typeof cb) : cb;
+    if (done) process.nextTick(done, ok ? null : new Error('write after the call ended'));
+    return ok;
+  }
+
+  private send(value: unknown): boolean {
     if (this.done) return false;
     const data = this.encode(value);
     if (!data) return false;

@@ -158,6 +158,11 @@ function handlers(rec: Recorder): Record<string, (...a: any[]) => unknown> {
       rec.mark(tag, 'started');
       call.on('cancelled', () => rec.mark(tag, 'cancelled'));
       const blob = Buffer.alloc(size, 0x61);
+      if (tag.startsWith('callback')) {
+        // Each write from the previous one's callback (grpc-js's write(msg, cb)).
+        const next = (i: number): unknown => (i < n ? call.write({ n: i, blob }, () => next(i + 1)) : call.end());
+        return next(0);
+      }
       for (let i = 0; i < n; i++) call.write({ n: i, blob });
       // grpc-js's way to fail a stream, from a later turn.
       if (tag.startsWith('fail')) return setImmediate(() => call.emit('error', { code: NOT_FOUND, details: 'no more' }));
@@ -796,6 +801,20 @@ describe('gRPC transports, taskgate vs grpc-js: streaming', () => {
         return Promise.all([one(), one(), one(), one()]);
       },
       (o) => assert.deepEqual(o, Array(4).fill({ code: OK, count: 500, inOrder: true })),
+    );
+  });
+
+  it('a handler that writes each message from the previous write callback', LIMIT, async (t) => {
+    await differential(
+      t,
+      async (k) => {
+        const call = client(plain[k]).Count({ n: 200, size: 1000, tag: tag('callback') }) as grpc.ClientReadableStream<Msg>;
+        const end = streamStatus(call);
+        const got: number[] = [];
+        call.on('data', (m: Msg) => got.push(m.n));
+        return { code: (await end).code, count: got.length, inOrder: got.every((n, i) => n === i) };
+      },
+      (o) => assert.deepEqual(o, { code: OK, count: 200, inOrder: true }),
     );
   });
 
