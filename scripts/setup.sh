@@ -2,12 +2,13 @@
 # taskgate setup: idempotent; installs only what is missing.
 #   - Debian packages the integration tests and the demo use (when root with apt)
 #   - npm dependencies (npm ci; no install scripts are needed: every native piece is WASM or a prebuilt npm package)
-#   - the pinned `opa` binary, built from source with `go install` into .tools/bin
+#   - the pinned `opa` and `h2spec` binaries, built from source with `go install` into .tools/bin
 # Nothing here downloads a prebuilt binary from the internet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 OPA_VERSION=${OPA_VERSION:-v1.22.2}
+H2SPEC_VERSION=${H2SPEC_VERSION:-v2.2.1+incompatible}
 TOOLS="$ROOT/.tools/bin"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -60,4 +61,23 @@ if [ "$have" != "$OPA_VERSION" ]; then
   GOBIN="$TOOLS" GOFLAGS=-mod=mod go install "github.com/open-policy-agent/opa@$OPA_VERSION"
 fi
 say "opa $("$TOOLS/opa" version | awk '/^Version:/{print $2}') at .tools/bin/opa"
+
+# ---- h2spec -------------------------------------------------------------------
+# HTTP/2 conformance tester (test/integration/ext-authz/h2-conformance.test.ts). h2spec has no go.mod: the
+# tag is pinned, its dependencies resolve to their latest versions. `h2spec --version` does not report the
+# tag, so the installed module version is read from the binary with `go version -m`.
+h2have=
+if [ -x "$TOOLS/h2spec" ]; then
+  if command -v go >/dev/null; then
+    h2have=$(go version -m "$TOOLS/h2spec" 2>/dev/null | awk '$1=="mod" && $2=="github.com/summerwind/h2spec"{print $3}' || true)
+  else
+    h2have=$H2SPEC_VERSION # cannot tell without go; keep what is there
+  fi
+fi
+if [ "$h2have" != "$H2SPEC_VERSION" ]; then
+  command -v go >/dev/null || die "Go is required to build h2spec $H2SPEC_VERSION: install Go >= 1.23 (https://go.dev/dl or 'apt-get install golang'), then re-run this script"
+  say "building h2spec $H2SPEC_VERSION with go install"
+  GOBIN="$TOOLS" GOFLAGS=-mod=mod go install "github.com/summerwind/h2spec/cmd/h2spec@$H2SPEC_VERSION"
+fi
+say "h2spec $H2SPEC_VERSION at .tools/bin/h2spec"
 say "ready"
