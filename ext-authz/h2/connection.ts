@@ -20,7 +20,7 @@ import {
   frame as makeFrame,
   type FrameSink,
 } from './frames.ts';
-import { HpackDecoder, HpackError, hpackLiteralIndexedName } from './hpack.ts';
+import { encodeInteger, HpackDecoder, HpackError, hpackLiteralIndexedName } from './hpack.ts';
 import { validateRequestHeaders, validateTrailers } from './request-headers.ts';
 
 /**
@@ -63,7 +63,7 @@ export interface RequestHandler {
 
 /** Frames waiting for flow-control window, in order. */
 interface Pending {
-  /** A prebuilt HEADERS/CONTINUATION frame sequence, or DATA to be cut into frames. */
+  /** A header block (framed when it leaves), or DATA to be cut into frames. */
   headers?: Buffer;
   data?: Buffer;
   offset: number;
@@ -136,12 +136,19 @@ export class H2Connection implements FrameSink {
   private readonly decoder: HpackDecoder;
   private readonly streams = new Map<number, H2Stream>();
   private readonly resetByUs = new Set<number>();
+  /** The highest client stream id accepted for processing (the last stream id of our GOAWAY). */
   private lastStreamId = 0;
+  /** The highest client stream id seen in HEADERS, accepted or not: streams above it are idle (RFC 9113 §5.1.1). */
+  private highestStreamId = 0;
   private gotSettings = false;
   /** Header block being assembled from HEADERS + CONTINUATION. */
   private cont: { id: number; flags: number; chunks: Buffer[]; size: number } | undefined;
 
   private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  /** The dynamic table size our HPACK encoder works with, as far as the peer knows (RFC 7541 §4.2). */
+  private encoderTableSize = 4096;
+  /** A dynamic table size update owed at the start of the next header block we send; -1 when none is. */
+  private tableSizeUpdate = -1;
   private peerInitialWindow = 65_535;
   private connSendWindow = 65_535;
   private connRecvWindow: number;
@@ -270,6 +277,9 @@ export class H2Connection implements FrameSink {
 
   private onData(flags: number, id: number, payload: Buffer): void {
     if (id === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
+    if (this.isIdle(id)) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
+    // Bad padding is a connection error whatever the stream's state (RFC 9113 §6.1), so before the state is looked at.
+    const data = unpad(flags, payload);
     const len = payload.length;
     // The whole payload, padding included, counts against both windows.
     this.connRecvWindow -= len;
@@ -282,14 +292,13 @@ export class H2Connection implements FrameSink {
     }
     const s = this.streams.get(id);
     if (!s) {
-      if (id > this.lastStreamId) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
-      if (this.resetByUs.has(id)) return;
+      // Reset by us, or not taken after our GOAWAY: ignored (RFC 9113 §5.1, §6.8).
+      if (this.resetByUs.has(id) || id > this.lastStreamId) return;
       return this.streamError(id, ErrorCode.STREAM_CLOSED, `DATA on closed stream ${id}`);
     }
     if (s.recvEnded) return this.streamError(id, ErrorCode.STREAM_CLOSED, `DATA after END_STREAM on stream ${id}`);
     s.recvWindow -= len;
     if (s.recvWindow < 0) return this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR, `DATA beyond the window of stream ${id}`);
-    const data = unpad(flags, payload);
     const end = (flags & Flag.END_STREAM) !== 0;
     s.received += data.length;
     if (s.contentLength >= 0 && (end ? s.received !== s.contentLength : s.received > s.contentLength)) {
@@ -310,13 +319,19 @@ export class H2Connection implements FrameSink {
 
   private onHeaders(flags: number, id: number, payload: Buffer): void {
     if (id === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    let block = unpad(flags, payload);
     let selfDependent = false;
+    let block: Buffer;
     if (flags & Flag.PRIORITY) {
-      if (block.length < 5) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS with PRIORITY shorter than 5 bytes');
-      selfDependent = (block.readUInt32BE(0) & MAX_WINDOW) === id;
-      block = block.subarray(5);
-    }
+      // Pad Length?, Exclusive + Stream Dependency + Weight, field block, Padding (RFC 9113 §6.2).
+      const padded = (flags & Flag.PADDED) !== 0;
+      const fixed = padded ? 6 : 5;
+      if (payload.length < fixed) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, `HEADERS with PRIORITY of ${payload.length} bytes`);
+      const pad = padded ? payload[0]! : 0;
+      if (pad > payload.length - fixed) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `pad length ${pad} exceeds the ${payload.length - fixed} bytes left for the field block`);
+      const at = padded ? 1 : 0;
+      selfDependent = (payload.readUInt32BE(at) & MAX_WINDOW) === id;
+      block = payload.subarray(fixed, payload.length - pad);
+    } else block = unpad(flags, payload);
     if (flags & Flag.END_HEADERS) return this.onHeaderBlock(id, flags, block, selfDependent);
     this.cont = { id, flags: selfDependent ? flags | 0x100 : flags, chunks: [block], size: block.length };
   }
@@ -354,12 +369,13 @@ export class H2Connection implements FrameSink {
       return this.closeIfDone(s);
     }
     if ((id & 1) === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `client stream id ${id} is even`);
-    if (id <= this.lastStreamId) {
-      if (this.resetByUs.has(id)) return;
+    if (id <= this.highestStreamId) {
+      if (this.resetByUs.has(id) || id > this.lastStreamId) return;
       throw new H2Error(ErrorCode.STREAM_CLOSED, `HEADERS on closed stream ${id}`);
     }
+    this.highestStreamId = id;
     if (this.goingAway) {
-      // After GOAWAY, streams above the last id announced are ignored (the client retries elsewhere).
+      // After GOAWAY, streams above the last id announced are ignored, and so are their frames (the client retries elsewhere).
       return;
     }
     this.lastStreamId = id;
@@ -392,7 +408,7 @@ export class H2Connection implements FrameSink {
   private onRstStream(id: number, payload: Buffer): void {
     if (id === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
     if (payload.length !== 4) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, `RST_STREAM of ${payload.length} bytes`);
-    if (id > this.lastStreamId) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${id}`);
+    if (this.isIdle(id)) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${id}`);
     const s = this.streams.get(id);
     if (!s) return;
     const now = Date.now();
@@ -437,8 +453,17 @@ export class H2Connection implements FrameSink {
           if (value < DEFAULT_MAX_FRAME_SIZE || value > 0xff_ffff) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value} out of range`);
           this.peerMaxFrameSize = value;
           break;
+        case Setting.HEADER_TABLE_SIZE:
+          // Our encoder never indexes, but a decoder whose table shrinks below the size our encoder had (4096 at
+          // first) may insist on a dynamic table size update at the start of the next block (RFC 7541 §4.2;
+          // nghttp2 does): the smallest size set before then is owed.
+          if (value < this.encoderTableSize) {
+            this.encoderTableSize = value;
+            this.tableSizeUpdate = value;
+          }
+          break;
         default:
-        // HEADER_TABLE_SIZE: our encoder never indexes, so any size suits it. Others: nothing to do; unknown: ignored.
+        // Others: nothing to do; unknown: ignored (RFC 9113 §6.5.2).
       }
     }
     this.queue(SETTINGS_ACK);
@@ -468,9 +493,14 @@ export class H2Connection implements FrameSink {
       if (this.connSendWindow > MAX_WINDOW) throw new H2Error(ErrorCode.FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
       return this.drainBlocked();
     }
-    if (id > this.lastStreamId) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
+    if (this.isIdle(id)) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
     const s = this.streams.get(id);
-    if (!s) return;
+    if (!s) {
+      // A closed stream may still get window updates (RFC 9113 §5.1), but not one of 0 (§6.9), unless we reset it
+      // (then everything is ignored) or never took it (after our GOAWAY).
+      if (inc === 0 && !this.resetByUs.has(id) && id <= this.lastStreamId) this.streamError(id, ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE of 0 on stream ${id}`);
+      return;
+    }
     if (inc === 0) return this.streamError(id, ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE of 0 on stream ${id}`);
     s.sendWindow += inc;
     if (s.sendWindow > MAX_WINDOW) return this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR, `stream ${id} window above 2^31-1`);
@@ -481,15 +511,26 @@ export class H2Connection implements FrameSink {
 
   sendHeaders(s: H2Stream, block: Buffer, end: boolean): boolean {
     if (s.endQueued || s.closed || this.dead) return false;
-    const frames = headerFrames(s.id, block, end, this.peerMaxFrameSize);
     if (end) s.endQueued = true;
     if (s.pending) {
-      s.pending.push({ headers: frames, offset: 0, end });
+      s.pending.push({ headers: block, offset: 0, end });
       return true;
     }
-    this.queue(frames);
+    this.queue(headerFrames(s.id, this.owedTableSizeUpdate(block), end, this.peerMaxFrameSize));
     if (end) this.sentEnd(s);
     return true;
+  }
+
+  /**
+   * The block as it leaves (header blocks are queued in wire order): with the dynamic table size update owed
+   * since the peer lowered SETTINGS_HEADER_TABLE_SIZE in front, once.
+   */
+  private owedTableSizeUpdate(block: Buffer): Buffer {
+    if (this.tableSizeUpdate < 0) return block;
+    const prefix: number[] = [];
+    encodeInteger(this.tableSizeUpdate, 5, 0x20, prefix);
+    this.tableSizeUpdate = -1;
+    return Buffer.concat([Buffer.from(prefix), block]);
   }
 
   sendData(s: H2Stream, payload: Buffer, end: boolean): boolean {
@@ -504,14 +545,15 @@ export class H2Connection implements FrameSink {
     if (s.endQueued || s.closed || this.dead) return false;
     const n = payload.length;
     const max = this.peerMaxFrameSize;
-    if (s.pending || n > this.connSendWindow || n > s.sendWindow || n > max || headerBlock.length > max || trailerBlock.length > max) {
+    if (s.pending || n > this.connSendWindow || n > s.sendWindow || n > max || headerBlock.length + (this.tableSizeUpdate < 0 ? 0 : 6) > max || trailerBlock.length > max) {
       this.sendHeaders(s, headerBlock, false);
       this.sendData(s, payload, false);
       return this.sendHeaders(s, trailerBlock, true);
     }
-    const out = Buffer.allocUnsafe(3 * FRAME_HEADER_LENGTH + headerBlock.length + n + trailerBlock.length);
-    let o = writeFrameHeader(out, 0, headerBlock.length, FrameType.HEADERS, Flag.END_HEADERS, s.id);
-    o += headerBlock.copy(out, o);
+    const head = this.owedTableSizeUpdate(headerBlock);
+    const out = Buffer.allocUnsafe(3 * FRAME_HEADER_LENGTH + head.length + n + trailerBlock.length);
+    let o = writeFrameHeader(out, 0, head.length, FrameType.HEADERS, Flag.END_HEADERS, s.id);
+    o += head.copy(out, o);
     o = writeFrameHeader(out, o, n, FrameType.DATA, 0, s.id);
     o += payload.copy(out, o);
     o = writeFrameHeader(out, o, trailerBlock.length, FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, s.id);
@@ -535,12 +577,14 @@ export class H2Connection implements FrameSink {
   private drain(s: H2Stream): void {
     const q = s.pending;
     if (!q) return;
+    // END_STREAM leaves with the last entry; the stream is closed after the queue is gone (closeIfDone needs it gone).
+    let ended = false;
     while (q.length > 0) {
       const p = q[0]!;
       if (p.headers) {
-        this.queue(p.headers);
+        this.queue(headerFrames(s.id, this.owedTableSizeUpdate(p.headers), p.end, this.peerMaxFrameSize));
         q.shift();
-        if (p.end) this.sentEnd(s);
+        ended = p.end;
         continue;
       }
       const data = p.data!;
@@ -560,11 +604,12 @@ export class H2Connection implements FrameSink {
       this.queue(out);
       if (last) {
         q.shift();
-        if (p.end) this.sentEnd(s);
+        ended = p.end;
       }
     }
     s.pending = undefined;
     this.blocked.delete(s);
+    if (ended) this.sentEnd(s);
   }
 
   private drainBlocked(): void {
@@ -583,6 +628,11 @@ export class H2Connection implements FrameSink {
       return;
     }
     this.closeIfDone(s);
+  }
+
+  /** A client stream id not opened yet (or a server-initiated one: this server opens none). */
+  private isIdle(id: number): boolean {
+    return (id & 1) === 0 || id > this.highestStreamId;
   }
 
   private closeIfDone(s: H2Stream): void {

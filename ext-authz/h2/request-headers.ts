@@ -91,13 +91,19 @@ export function validateRequestHeaders(h: string[]): number | string {
   return contentLength;
 }
 
-/** Checks a trailer list: no pseudo-headers, well-formed names and values. Empty string when fine. */
+/**
+ * Checks a trailer list: no pseudo-headers, well-formed names and values, no connection-specific fields (they make
+ * any HTTP/2 message malformed, RFC 9113 §8.2.2). Empty string when fine.
+ */
 export function validateTrailers(h: string[]): string {
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i]!;
+    const value = h[i + 1]!;
     if (name.charCodeAt(0) === 0x3a) return `pseudo-header ${name} in trailers`;
     if (badName(name, 0)) return `malformed trailer name ${JSON.stringify(name)}`;
-    if (badValue(h[i + 1]!)) return `malformed value of trailer ${name}`;
+    if (badValue(value)) return `malformed value of trailer ${name}`;
+    if (CONNECTION_SPECIFIC.has(name)) return `connection-specific field ${name} is not allowed in HTTP/2 trailers`;
+    if (name === 'te' && value !== 'trailers') return 'te other than "trailers"';
   }
   return '';
 }
