@@ -65,6 +65,24 @@ const RESPONSE_HEADERS = Buffer.concat([
 const TRAILERS_OK = hpackLiteral('grpc-status', '0');
 const STATUS_405 = hpackLiteralIndexedName(8, '405');
 const STATUS_415 = hpackLiteralIndexedName(8, '415');
+const TEXT_PLAIN = hpackLiteralIndexedName(31, 'text/plain');
+const REFUSAL_TEXT = Buffer.from('this is a gRPC server (Envoy ext_authz / ext_proc): send gRPC\n');
+
+/**
+ * A request that is not gRPC gets an HTTP status with a short text body once
+ * it has been sent whole (its body is read and dropped, within flow control);
+ * answering before its end would leave the client's later frames on a stream
+ * we had reset.
+ */
+function refuse(stream: H2Stream, status: Buffer, end: boolean): void {
+  const answer = () => {
+    stream.headers(Buffer.concat([status, TEXT_PLAIN]), false);
+    stream.data(REFUSAL_TEXT, true);
+  };
+  if (end) return answer();
+  stream.listener = { onData: (_c, e) => e && answer(), onReset() {} };
+}
+
 /** Headers a call's metadata does not carry (transport and gRPC protocol fields; grpc-js's Server drops the same). */
 const RESERVED = new Set(['te', 'content-type', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'content-length']);
 /** The longest a Node timer can wait (longer delays fire after 1 ms). */
@@ -561,6 +579,7 @@ export class GrpcServer implements RequestHandler {
     const server = tls
       ? createTlsServer(
           {
+            allowHalfOpen: true,
             cert: tls.cert,
             key: tls.key,
             ALPNProtocols: ['h2'],
@@ -568,7 +587,8 @@ export class GrpcServer implements RequestHandler {
           },
           accept,
         )
-      : createNetServer(accept);
+      : // A client that half-closes after its last request still gets the answers (the connection ends the socket when its streams are done).
+        createNetServer({ allowHalfOpen: true }, accept);
     // A TLS handshake that fails (wrong client certificate, plaintext client) only ends that connection.
     server.on('tlsClientError', (e: Error) => this.log.debug('TLS handshake failed', { error: e.message }));
     this.listener = server;
@@ -594,14 +614,8 @@ export class GrpcServer implements RequestHandler {
 
   onRequest(stream: H2Stream, headers: string[], end: boolean): void {
     const head = readHead(headers);
-    if (head.method !== 'POST') {
-      stream.headers(STATUS_405, true);
-      return;
-    }
-    if (!head.contentType.startsWith('application/grpc')) {
-      stream.headers(STATUS_415, true);
-      return;
-    }
+    if (head.method !== 'POST') return refuse(stream, STATUS_405, end);
+    if (!head.contentType.startsWith('application/grpc')) return refuse(stream, STATUS_415, end);
     const route = this.routes.get(head.path);
     if (!route) {
       stream.headers(statusBlock(Status.UNIMPLEMENTED, `method ${head.path} is not implemented`, undefined, true), true);

@@ -41,32 +41,10 @@ const H2SPEC = findH2spec();
 const SKIP = H2SPEC ? false : 'h2spec is not installed (scripts/setup.sh builds it into .tools/bin/h2spec)';
 
 /**
- * Cases the GrpcServer may fail or skip, all for one reason that lies in ext-authz/h2/grpc-server.ts, not in the
- * connection: h2spec's requests are `GET /` and the server answers a non-gRPC request at once with a 405 that has
- * no body, then resets the rest of the request with RST_STREAM NO_ERROR. RFC 9113 §8.1 allows that, and §5.1 has
- * the server ignore later frames on the stream it reset — but these cases send their frames on that stream after
- * the request headers and wait for an error (or DATA) that never comes, and the flow-control cases need a response
- * body to watch. Answering non-gRPC requests only after END_STREAM, with a short body, makes all of them pass
- * (checked with such a grpc-server.ts: 146/146). The bare-connection target below runs the same cases with no
- * allowance.
+ * Cases the GrpcServer may fail or skip: none. (It answers a non-gRPC request such as h2spec's `GET /` with 405
+ * and a short body once the request has ended, as h2spec's stream-state and flow-control cases assume.)
  */
-const GRPC_EARLY_405 = new Map<string, string>([
-  ['generic/2/2', 'WINDOW_UPDATE on half-closed (remote): expects DATA in the response'],
-  ['generic/2/3', 'PRIORITY on half-closed (remote): expects DATA in the response'],
-  ['http2/5.1/8', 'DATA after the client RST_STREAM: the stream was already reset by the server'],
-  ['http2/5.1/9', 'HEADERS after the client RST_STREAM: the stream was already reset by the server'],
-  ['http2/5.1.2/1', 'concurrent stream limit: streams are answered and closed before the limit is reached'],
-  ['http2/6.5.3/1', 'skipped by h2spec: the response to GET / has no DATA'],
-  ['http2/6.9/2', 'WINDOW_UPDATE of 0 on a stream the server has reset (ignored, RFC 9113 §5.1)'],
-  ['http2/6.9.1/1', 'skipped by h2spec: the response to GET / has no DATA'],
-  ['http2/6.9.1/3', 'stream window overflow on a stream the server has reset (ignored)'],
-  ['http2/6.9.2/1', 'skipped by h2spec: the response to GET / has no DATA'],
-  ['http2/6.9.2/2', 'skipped by h2spec: the response to GET / has no DATA'],
-  ['http2/8.1/1', 'second HEADERS without END_STREAM on a stream the server has reset'],
-  ['http2/8.1.2.1/3', 'pseudo-header in trailers on a stream the server has reset'],
-  ['http2/8.1.2.6/1', 'content-length mismatch on a stream the server has reset'],
-  ['http2/8.1.2.6/2', 'content-length mismatch on a stream the server has reset'],
-]);
+const GRPC_ALLOWED = new Map<string, string>();
 
 /** Cases the bare connection may fail: none. */
 const CONNECTION_ALLOWED = new Map<string, string>();
@@ -210,9 +188,8 @@ describe('HTTP/2 conformance (h2spec --strict)', { skip: SKIP }, () => {
     return server;
   }
 
-  // The four runs are independent (own servers and ports): together they take about as long as the slowest,
-  // the GrpcServer's, where each allowed case waits out h2spec's 2 s timeout.
-  it('GrpcServer (plaintext and TLS): every case passes but those its early 405 rules out; the bare connection (plaintext and TLS): every case', async (t) => {
+  // The four runs are independent (own servers and ports): together they take about as long as the slowest.
+  it('GrpcServer (plaintext and TLS): every case; the bare connection (plaintext and TLS): every case', async (t) => {
     const g1 = grpcServer();
     const g2 = grpcServer();
     grpc.push(g1, g2);
@@ -223,8 +200,8 @@ describe('HTTP/2 conformance (h2spec --strict)', { skip: SKIP }, () => {
       listen(bare(true)),
     ]);
     const results = await Promise.allSettled([
-      conformance(dir, 'grpc-plaintext', gp, false, GRPC_EARLY_405),
-      conformance(dir, 'grpc-tls', gt, true, GRPC_EARLY_405),
+      conformance(dir, 'grpc-plaintext', gp, false, GRPC_ALLOWED),
+      conformance(dir, 'grpc-tls', gt, true, GRPC_ALLOWED),
       conformance(dir, 'connection-plaintext', bp, false, CONNECTION_ALLOWED),
       conformance(dir, 'connection-tls', bt, true, CONNECTION_ALLOWED),
     ]);
@@ -232,7 +209,7 @@ describe('HTTP/2 conformance (h2spec --strict)', { skip: SKIP }, () => {
     if (failures.length === 1) throw failures[0]!.reason;
     if (failures.length > 1) assert.fail(failures.map((f) => String((f.reason as Error)?.message ?? f.reason)).join('\n\n'));
     const [grpcPlain] = results as PromiseFulfilledResult<Case[]>[];
-    const nowPassing = grpcPlain!.value.filter((c) => GRPC_EARLY_405.has(c.id) && c.status === 'passed').map((c) => c.id);
+    const nowPassing = grpcPlain!.value.filter((c) => GRPC_ALLOWED.has(c.id) && c.status === 'passed').map((c) => c.id);
     if (nowPassing.length) t.diagnostic(`allowed for GrpcServer but passing now (the allow-list can shrink): ${nowPassing.join(', ')}`);
   });
 });
