@@ -701,7 +701,9 @@ export class H2Connection implements FrameSink {
     this.outBytes += buf.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(this.flushBound);
+      // After the promise callbacks of this turn (every answer they produce goes in the same write),
+      // before the check phase where the audit spool writes: the answer is not held behind a disk write.
+      process.nextTick(this.flushBound);
     }
   }
 
