@@ -44,6 +44,12 @@ export interface H2ConnectionOptions {
   maxHeaderListSize?: number;
   /** More streams than this reset by the client within one second ends the connection (rapid reset, CVE-2023-44487). Default 1000. */
   maxResetsPerSecond?: number;
+  /**
+   * Request bytes the application may hold in unfinished messages over all of a connection's streams (see
+   * `hold`); more ends the connection (ENHANCE_YOUR_CALM). Flow control alone does not bound this: windows
+   * are reopened as data is taken. Default 64 MiB.
+   */
+  maxHeldBytes?: number;
   /** Called once with the reason when the connection ends with an error of ours or the peer's. */
   onError?: (message: string) => void;
 }
@@ -171,6 +177,8 @@ export class H2Connection implements FrameSink {
   private readonly connectionWindow: number;
   private readonly maxHeaderListSize: number;
   private readonly maxResets: number;
+  private readonly maxHeld: number;
+  private held = 0;
 
   constructor(
     private readonly socket: Socket,
@@ -182,6 +190,7 @@ export class H2Connection implements FrameSink {
     this.connectionWindow = opts.connectionWindow ?? 16 * 1024 * 1024;
     this.maxHeaderListSize = opts.maxHeaderListSize ?? 16 * 1024;
     this.maxResets = opts.maxResetsPerSecond ?? 1000;
+    this.maxHeld = opts.maxHeldBytes ?? 64 * 1024 * 1024;
     this.connRecvWindow = this.connectionWindow;
     this.peer = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
     this.reader = new FrameReader(this, DEFAULT_MAX_FRAME_SIZE, true);
@@ -205,6 +214,18 @@ export class H2Connection implements FrameSink {
       this.goingAway = true;
       this.closeIfIdle();
     });
+  }
+
+  /**
+   * The application holds `delta` more (or, negative, fewer) bytes of request data it has taken but not
+   * finished with (parts of messages). Past maxHeldBytes the connection ends: throws the connection error,
+   * which unwinds to the frame reader.
+   */
+  hold(delta: number): void {
+    this.held += delta;
+    if (delta > 0 && this.held > this.maxHeld) {
+      throw new H2Error(ErrorCode.ENHANCE_YOUR_CALM, `more than ${this.maxHeld} bytes of unfinished request messages on one connection`);
+    }
   }
 
   get activeStreams(): number {

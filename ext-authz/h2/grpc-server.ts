@@ -203,6 +203,11 @@ class Deframer {
   get pending(): boolean {
     return this.have > 0;
   }
+
+  /** Bytes of an unfinished message held. */
+  get bytes(): number {
+    return this.have;
+  }
 }
 
 abstract class BaseCall implements StreamListener {
@@ -211,6 +216,8 @@ abstract class BaseCall implements StreamListener {
   protected headersSent = false;
   protected timer: NodeJS.Timeout | undefined;
   private md: Metadata | undefined;
+  /** Request bytes this call holds in unfinished messages, counted on the connection (H2Connection.hold). */
+  private heldBytes = 0;
 
   constructor(
     protected readonly server: GrpcServer,
@@ -235,6 +242,14 @@ abstract class BaseCall implements StreamListener {
       this.md = Metadata.fromHttp2Headers(h);
     }
     return this.md;
+  }
+
+  /** Tells the connection how many request bytes this call now holds (0 once it ends). */
+  protected setHeld(n: number): void {
+    const d = n - this.heldBytes;
+    if (d === 0) return;
+    this.heldBytes = n;
+    this.stream.connection.hold(d);
   }
 
   getDeadline(): number {
@@ -285,6 +300,7 @@ abstract class BaseCall implements StreamListener {
   onReset(_code: number): void {
     this.done = true;
     this.clearTimer();
+    this.setHeld(0);
     this.markCancelled();
   }
 
@@ -302,6 +318,7 @@ abstract class BaseCall implements StreamListener {
     if (this.done) return;
     this.done = true;
     this.clearTimer();
+    this.setHeld(0);
     this.stream.headers(code === Status.OK && !message && !metadata && this.headersSent ? TRAILERS_OK : statusBlock(code, message, metadata, !this.headersSent), true);
   }
 
@@ -407,8 +424,10 @@ export class UnaryCall extends BaseCall {
         this.compressed = c;
       });
       if (err) return this.sendStatus(Status.RESOURCE_EXHAUSTED, err);
-      if (this.done || !end) return;
+      if (this.done) return;
+      if (!end) return this.setHeld(this.deframer.bytes + (this.msg?.length ?? 0));
       if (this.deframer.pending) return this.sendStatus(Status.INTERNAL, 'request ended inside a message');
+      this.setHeld(0);
     }
     if (!end) return;
     if (this.msg === undefined) return this.sendStatus(Status.INTERNAL, 'request without a message on a unary call');
@@ -484,6 +503,7 @@ export class StreamingCall extends BaseCall {
     if (this.done) return;
     const err = (this.deframer ??= new Deframer()).push(chunk, this.server.maxReceiveMessageLength, (m, c) => this.message(m, c));
     if (err) return this.abort(Status.RESOURCE_EXHAUSTED, err);
+    if (!this.done) this.setHeld(this.deframer.bytes);
     if (!end || this.cancelled) return;
     if (this.deframer.pending) return this.abort(Status.INTERNAL, 'request ended inside a message');
     if (!this.started && !this.done) this.sendStatus(Status.INTERNAL, 'request without a message');

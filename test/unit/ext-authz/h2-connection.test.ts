@@ -610,6 +610,34 @@ describe('H2Connection: limits', () => {
     assert.equal(goawayOf(p.frames)?.code, ErrorCode.ENHANCE_YOUR_CALM);
     assert.ok(p.sock.ended);
   });
+
+  it('bounds the request bytes held in unfinished messages over all streams (maxHeldBytes); finished messages free theirs', async () => {
+    const p = new Peer(server, { maxHeldBytes: 100_000 });
+    p.send(preface());
+    // A 1 MB message announced, 40 KB of it sent, on each stream: two fit, a third does not.
+    const partial = (id: number) => {
+      const part = grpcMessage(Buffer.alloc(1_000_000)).subarray(0, 40_000);
+      const frames = [0, 10_000, 20_000, 30_000].map((at) => data(id, part.subarray(at, at + 10_000), false));
+      return Buffer.concat([headers(id, requestBlock(ECHO)), ...frames]);
+    };
+    p.send(partial(1), partial(3));
+    await settle();
+    assert.equal(p.goaway, undefined, '80 KB held is within the bound');
+    // A small complete call still goes through, and a stream that ends frees what it held.
+    p.send(call(5, ECHO, Buffer.from('ok')));
+    p.send(rstStreamFrame(1, ErrorCode.CANCEL));
+    await settle();
+    assertAnswered(p.stream(5), Buffer.from('ok'));
+    p.send(partial(7));
+    await settle();
+    assert.equal(p.goaway, undefined, 'stream 1 gave back its 40 KB');
+    p.send(partial(9));
+    await settle();
+    const g = goawayOf(p.frames);
+    assert.equal(g?.code, ErrorCode.ENHANCE_YOUR_CALM);
+    assert.match(g!.debug, /unfinished request messages/);
+    assert.ok(p.sock.ended);
+  });
 });
 
 /** A plain string length prefix (7-bit prefix, no Huffman). */
