@@ -552,6 +552,9 @@ describe('gRPC transports, taskgate vs grpc-js: deadlines and cancellation', () 
         const md = new grpc.Metadata();
         const id = tag('deadline-bidi');
         md.set('x-tag', id);
+        // x-hold: at its deadline node's client sends END_STREAM, then RST_STREAM; a handler that ended the call on
+        // that half-close would finish it OK before the reset arrives (a race with the server's own timer).
+        md.set('x-hold', '1');
         const chat = client(s).Chat(md, { deadline: Date.now() + 150 }) as grpc.ClientDuplexStream<object, Msg>;
         const end = streamStatus(chat);
         chat.on('data', () => {});
