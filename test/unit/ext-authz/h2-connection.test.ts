@@ -20,6 +20,7 @@ import {
 import { GrpcServer, type UnaryCall } from '../../../ext-authz/h2/grpc-server.ts';
 import { encodeInteger, HpackDecoder, hpackIndexed, hpackLiteral, hpackLiteralIndexedName } from '../../../ext-authz/h2/hpack.ts';
 import { envoyServices } from '../../../ext-authz/protos.ts';
+import { xorshift32 } from '../../support/random.ts';
 
 /**
  * H2Connection as a client sees it: hand-built frames in, the server's frames out and decoded. Most tests drive
@@ -649,19 +650,6 @@ function encodeLength(n: number): number[] {
 
 // ---- fuzz -------------------------------------------------------------------------------------------------------
 
-/** xorshift32: the same sequences on every run. */
-function random(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e37_79b9;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x1_0000_0000;
-  };
-}
-
 /**
  * One random client sequence (after the preface and SETTINGS): well-formed calls mixed with frames of random
  * type (unknown ones too), flags, stream ids and payloads (of wrong lengths too), header blocks of random HPACK
@@ -774,7 +762,7 @@ describe('H2Connection: fuzz', () => {
     const outcomes = { answered: 0, goaway: 0, closedAfterClientGoaway: 0, cut: 0, withResponses: 0, withStreamResets: 0 };
     try {
       for (let seed = 1; seed <= 2000; seed++) {
-        const r = random(seed);
+        const r = xorshift32(seed, 0x9e37_79b9);
         const p = new Peer(server);
         const { bytes, clientGoaway, cut } = fuzzFrames(r);
         const all = Buffer.concat([preface([[Setting.INITIAL_WINDOW_SIZE, 65_535]]), bytes]);

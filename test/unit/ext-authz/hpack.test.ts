@@ -12,6 +12,7 @@ import {
   hpackLiteralIndexedName,
 } from '../../../ext-authz/h2/hpack.ts';
 import { huffmanDecode, huffmanEncode, huffmanEncodedLength } from '../../../ext-authz/h2/huffman.ts';
+import { mulberry32 } from '../../support/random.ts';
 
 type Pair = [string, string];
 
@@ -19,17 +20,6 @@ const dehex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const flat = (pairs: Pair[]): string[] => pairs.flat();
 const BIG = 1 << 30;
 
-/** mulberry32: a small seeded PRNG, so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function huff(s: string): Buffer {
   const out = Buffer.alloc(huffmanEncodedLength(s));
@@ -110,7 +100,7 @@ describe('huffman (RFC 7541 Appendix B)', () => {
   });
 
   it('round-trips 3,000 random strings (seeded), short and long', () => {
-    const rand = prng(7541);
+    const rand = mulberry32(7541);
     const text = 'abcdefghijklmnopqrstuvwxyz0123456789-_./:;= ';
     for (let i = 0; i < 3000; i++) {
       const length = i % 100 === 0 ? 5000 + Math.floor(rand() * 5000) : Math.floor(rand() * 200);
@@ -408,7 +398,7 @@ function randomFields(rand: () => number, n: number): Pair[] {
 
 /** Sequences of valid blocks (one connection each) with the table size they assume. */
 function modelSequences(seed: number, count: number): { tableSize: number; blocks: Buffer[]; fields: Pair[][] }[] {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const sequences = [];
   for (let s = 0; s < count; s++) {
     const tableSize = [4096, 256, 100, 0, 65536][s % 5]!;
@@ -428,7 +418,7 @@ function modelSequences(seed: number, count: number): { tableSize: number; block
 
 describe('HpackDecoder: dynamic table', () => {
   it('agrees with a naive model over 60 connections of random representations, eviction and size updates', () => {
-    const rand = prng(42);
+    const rand = mulberry32(42);
     for (let conn = 0; conn < 60; conn++) {
       const tableSize = [4096, 256, 100, 0, 65536, 1000][conn % 6]!;
       const model = new ModelTable(tableSize);
@@ -448,7 +438,7 @@ describe('HpackDecoder: dynamic table', () => {
   it('wraps and grows its ring: 5,000 insertions of mixed sizes, every index checked', () => {
     const d = new HpackDecoder(4096);
     const model = new ModelTable(4096);
-    const rand = prng(9);
+    const rand = mulberry32(9);
     for (let i = 0; i < 5000; i++) {
       const name = `n${i % 7}`;
       const value = 'v'.repeat(Math.floor(rand() * (i % 500 === 0 ? 3000 : 20))) + i;
@@ -690,7 +680,7 @@ async function captureRequests(
 
 /** gRPC-like requests: pseudo-headers first, repeated names adjacent (as one array in the headers object). */
 function grpcRequests(seed: number, n: number): Pair[][] {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const hex = '0123456789abcdef';
   const poor = '{}<>^~\\|`';
   const requests: Pair[][] = [];
@@ -783,7 +773,7 @@ describe('HpackDecoder fuzz (seeded)', () => {
 
   it('20,000 mutated and random blocks decode or throw HpackError, nothing else', () => {
     const seeds = [...appendixC, ...modelSequences(3, 40)];
-    const rand = prng(20_000);
+    const rand = mulberry32(20_000);
     const started = Date.now();
     for (let i = 0; i < 20_000; i++) {
       const seq = seeds[Math.floor(rand() * seeds.length)]!;

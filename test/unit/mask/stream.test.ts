@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compileMaskPlan, createStreamMasker, maskBytes, type MaskPlan } from '../../../core/mask/index.ts';
 import { DETECTORS, type MaskRule } from '../../../core/policy-contract.ts';
+import { xorshift32 } from '../../support/random.ts';
 
 const ALL: MaskRule[] = DETECTORS.map((d) => ({ detector: d, strategy: 'redact' }));
 const redactAll = compileMaskPlan(ALL);
@@ -170,18 +171,6 @@ describe('stream masking: holding back', () => {
 });
 
 describe('stream masking: property test', () => {
-  /** xorshift32, seeded: failures are reproducible. */
-  function rng(seed: number) {
-    let s = seed >>> 0 || 1;
-    return () => {
-      s ^= s << 13;
-      s >>>= 0;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      s >>>= 0;
-      return s / 4294967296;
-    };
-  }
   const PIECES = [
     'hello', 'world', ' ', ' ', '\n', '\r\n', '\t', '-', '.', ',', ':', '=', '"', '(', ')', '+', '@', '/', '_',
     '0', '1', '12', '415', '2024-01-15', '10:30:00', '192.168.1.1', 'v1.2.3', '123e4567-e89b-12d3-a456-426614174000',
@@ -202,7 +191,7 @@ describe('stream masking: property test', () => {
       // each detector alone: its own hold-back must be sufficient
       ...DETECTORS.map((d) => compileMaskPlan([{ detector: d, strategy: 'redact' }])),
     ];
-    const r = rng(0xc0ffee);
+    const r = xorshift32(0xc0ffee);
     let checked = 0;
     for (let iter = 0; iter < 1000; iter++) {
       const plan = plans[iter % plans.length]!;
@@ -226,7 +215,7 @@ describe('stream masking: property test', () => {
     assert.equal(checked, 5000);
   });
   it('the whole-stream result equals value masking of the same text (no escapes)', () => {
-    const r = rng(42);
+    const r = xorshift32(42);
     for (let iter = 0; iter < 300; iter++) {
       let text = '';
       const n = 1 + Math.floor(r() * 30);
