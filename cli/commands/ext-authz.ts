@@ -41,13 +41,13 @@ export function registerExtAuthzCommands(program: Command): void {
     .option('--transport <name>', 'gRPC server: taskgate (its own HTTP/2 server) or grpc-js (@grpc/grpc-js, a fallback)', 'taskgate')
     .option('--mask-max-bytes <n>', 'ext_proc: largest body masked; larger is replaced by an error', (v) => Number(v), 8 * 1024 * 1024)
     .action(async (o: ServeFlags) => {
+      if (o.transport !== 'taskgate' && o.transport !== 'grpc-js') throw new TaskgateError('config_invalid', `--transport must be taskgate or grpc-js, not ${JSON.stringify(o.transport)}`);
       const log = createLogger();
       const metrics = new Metrics({ defaultMetrics: true });
       const engine = o.envoyEntrypoint ? envoyPolicyEngine({ entrypoint: o.envoyEntrypoint, metrics, log }) : new PolicyEngine({ metrics, log });
       await engine.load(await readFile(o.bundle), o.bundle);
       if ((o.issuer === undefined) !== (o.audience === undefined)) throw new TaskgateError('config_invalid', '--issuer and --audience go together');
       if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new TaskgateError('config_invalid', '--tls-cert and --tls-key go together');
-      if (o.transport !== 'taskgate' && o.transport !== 'grpc-js') throw new TaskgateError('config_invalid', `--transport must be taskgate or grpc-js, not ${JSON.stringify(o.transport)}`);
       const authenticator = o.issuer ? await OidcAuthenticator.discover({ issuer: o.issuer, audience: o.audience! }) : undefined;
       const audit = await SpoolAuditSink.open({ dir: o.auditSpool, log });
       const gate = new Gatekeeper({ engine, tasks: new StaticTaskRegistry(), reviews: new InProcessReviews(), audit, log, metrics });

@@ -53,3 +53,18 @@ describe('config loading', () => {
     await assert.rejects(loadConfigFile(schema, '/nonexistent/taskgate.yaml', {}), /cannot read config \/nonexistent\/taskgate.yaml: ENOENT/);
   });
 });
+
+describe('ext_authz section: transport', () => {
+  const base = { listen: '127.0.0.1:9191', resources: [{ name: 'k8s' }] };
+  it("defaults to taskgate's own gRPC server and accepts grpc-js", async () => {
+    const { ExtAuthzSection } = await import('../../../core/config/schema.ts');
+    assert.equal(ExtAuthzSection.parse(base).transport, 'taskgate');
+    assert.equal(ExtAuthzSection.parse({ ...base, transport: 'grpc-js' }).transport, 'grpc-js');
+  });
+  it('refuses any other transport, naming the choices', async () => {
+    const { ExtAuthzSection } = await import('../../../core/config/schema.ts');
+    const r = ExtAuthzSection.safeParse({ ...base, transport: 'envoy' });
+    assert.equal(r.success, false);
+    assert.match(JSON.stringify(r.error?.issues), /taskgate.*grpc-js/);
+  });
+});
