@@ -2,7 +2,7 @@
 # taskgate setup: idempotent; installs only what is missing.
 #   - Debian packages the integration tests and the demo use (when root with apt)
 #   - npm dependencies (npm ci; no install scripts are needed: every native piece is WASM or a prebuilt npm package)
-#   - the pinned `opa` and `h2spec` binaries, built from source with `go install` into .tools/bin
+#   - the pinned `opa` and `h2spec` binaries, built from source with the go command into .tools/bin
 # Nothing here downloads a prebuilt binary from the internet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,21 +63,43 @@ fi
 say "opa $("$TOOLS/opa" version | awk '/^Version:/{print $2}') at .tools/bin/opa"
 
 # ---- h2spec -------------------------------------------------------------------
-# HTTP/2 conformance tester (test/integration/ext-authz/h2-conformance.test.ts). h2spec has no go.mod: the
-# tag is pinned, its dependencies resolve to their latest versions. `h2spec --version` does not report the
-# tag, so the installed module version is read from the binary with `go version -m`.
+# HTTP/2 conformance tester (test/integration/ext-authz/h2-conformance.test.ts). h2spec has no go.mod, so
+# `go install h2spec@tag` would take the newest version of each dependency: it is built instead from a
+# throwaway module that pins them (checksums verified as usual). `h2spec --version` does not report the tag,
+# so the version is read from the binary with `go version -m`.
 h2have=
 if [ -x "$TOOLS/h2spec" ]; then
   if command -v go >/dev/null; then
-    h2have=$(go version -m "$TOOLS/h2spec" 2>/dev/null | awk '$1=="mod" && $2=="github.com/summerwind/h2spec"{print $3}' || true)
+    h2have=$(go version -m "$TOOLS/h2spec" 2>/dev/null | awk '($1=="mod" || $1=="dep") && $2=="github.com/summerwind/h2spec"{print $3}' || true)
   else
     h2have=$H2SPEC_VERSION # cannot tell without go; keep what is there
   fi
 fi
 if [ "$h2have" != "$H2SPEC_VERSION" ]; then
   command -v go >/dev/null || die "Go is required to build h2spec $H2SPEC_VERSION: install Go >= 1.23 (https://go.dev/dl or 'apt-get install golang'), then re-run this script"
-  say "building h2spec $H2SPEC_VERSION with go install"
-  GOBIN="$TOOLS" GOFLAGS=-mod=mod go install "github.com/summerwind/h2spec/cmd/h2spec@$H2SPEC_VERSION"
+  say "building h2spec $H2SPEC_VERSION with go build (first time: about half a minute)"
+  h2tmp=$(mktemp -d)
+  cat > "$h2tmp/go.mod" <<MOD
+module h2specbuild
+
+go 1.23
+
+require (
+	github.com/summerwind/h2spec $H2SPEC_VERSION
+	github.com/fatih/color v1.19.0
+	github.com/mattn/go-colorable v0.1.14
+	github.com/mattn/go-isatty v0.0.20
+	github.com/spf13/cobra v1.10.2
+	github.com/spf13/pflag v1.0.9
+	golang.org/x/net v0.63.0
+	golang.org/x/sys v0.50.0
+	golang.org/x/text v0.44.0
+)
+MOD
+  printf '//go:build tools\npackage tools\n\nimport _ "github.com/summerwind/h2spec/cmd/h2spec"\n' > "$h2tmp/tools.go"
+  (cd "$h2tmp" && GOFLAGS=-mod=mod go mod tidy && go build -o "$TOOLS/h2spec" github.com/summerwind/h2spec/cmd/h2spec) ||
+    { rm -rf "$h2tmp"; die "building h2spec $H2SPEC_VERSION failed"; }
+  rm -rf "$h2tmp"
 fi
 say "h2spec $H2SPEC_VERSION at .tools/bin/h2spec"
 say "ready"
