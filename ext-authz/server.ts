@@ -20,8 +20,8 @@ import { envoyServices } from './protos.ts';
  *
  * Two transports serve the same services with the same handlers: taskgate's
  * own HTTP/2 gRPC server (ext-authz/h2/, the default) and @grpc/grpc-js's
- * Server. The first costs a tenth of the CPU per Check (docs/benchmarks.md);
- * the second is there to fall back on.
+ * Server. On the first a whole Check costs about a third of the CPU it costs
+ * on the second (docs/benchmarks.md); the second is there to fall back on.
  */
 export type ExtAuthzTransport = 'taskgate' | 'grpc-js';
 export interface ExtAuthzOptions extends HttpAuthorizerOptions {

@@ -15,9 +15,9 @@ import { hpackIndexed, hpackLiteral, hpackLiteralIndexedName } from './hpack.ts'
  * Services are grpc-js ServiceDefinitions (from @grpc/proto-loader) and
  * handlers have grpc-js's shapes — `(call, callback)` for unary methods, a call
  * with write/end/events for streams — so the same service code runs on either
- * this server or a grpc-js Server. What differs is the cost: grpc-js spends
- * ~95 µs of CPU to receive and answer a Check that does nothing on this
- * machine, this server ~10 µs (docs/benchmarks.md).
+ * this server or a grpc-js Server. What differs is the cost: on the benchmark
+ * VM grpc-js spent 68-128 µs of CPU to receive and answer a Check that does
+ * nothing, this server 16-24 µs (docs/benchmarks.md).
  *
  * Supported: unary, server-streaming and bidirectional methods; deadlines
  * (grpc-timeout); cancellation (RST_STREAM, connection loss); identity, gzip
