@@ -126,11 +126,6 @@ export class H2Stream {
     return this.connection.sendResponse(this, headerBlock, payload, trailerBlock);
   }
 
-  /** Resets the stream (RST_STREAM); the listener is not called. */
-  reset(code: number): void {
-    this.connection.resetStream(this, code);
-  }
-
   get peer(): string {
     return this.connection.peer;
   }
@@ -340,19 +335,13 @@ export class H2Connection implements FrameSink {
 
   private onHeaders(flags: number, id: number, payload: Buffer): void {
     if (id === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
+    // Pad Length?, Exclusive + Stream Dependency + Weight (with PRIORITY), field block, Padding (RFC 9113 §6.2).
+    let block = unpad(flags, payload, flags & Flag.PRIORITY ? 5 : 0);
     let selfDependent = false;
-    let block: Buffer;
     if (flags & Flag.PRIORITY) {
-      // Pad Length?, Exclusive + Stream Dependency + Weight, field block, Padding (RFC 9113 §6.2).
-      const padded = (flags & Flag.PADDED) !== 0;
-      const fixed = padded ? 6 : 5;
-      if (payload.length < fixed) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, `HEADERS with PRIORITY of ${payload.length} bytes`);
-      const pad = padded ? payload[0]! : 0;
-      if (pad > payload.length - fixed) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `pad length ${pad} exceeds the ${payload.length - fixed} bytes left for the field block`);
-      const at = padded ? 1 : 0;
-      selfDependent = (payload.readUInt32BE(at) & MAX_WINDOW) === id;
-      block = payload.subarray(fixed, payload.length - pad);
-    } else block = unpad(flags, payload);
+      selfDependent = (block.readUInt32BE(0) & MAX_WINDOW) === id;
+      block = block.subarray(5);
+    }
     if (flags & Flag.END_HEADERS) return this.onHeaderBlock(id, flags, block, selfDependent);
     this.cont = { id, flags: selfDependent ? flags | 0x100 : flags, chunks: [block], size: block.length };
   }
@@ -587,13 +576,6 @@ export class H2Connection implements FrameSink {
     return true;
   }
 
-  resetStream(s: H2Stream, code: number): void {
-    if (s.closed || this.dead) return;
-    this.forget(s);
-    this.rememberReset(s.id);
-    this.queue(rstStreamFrame(s.id, code));
-  }
-
   /** Sends what flow control allows of a stream's pending frames. */
   private drain(s: H2Stream): void {
     const q = s.pending;
@@ -644,8 +626,7 @@ export class H2Connection implements FrameSink {
   private sentEnd(s: H2Stream): void {
     if (!s.recvEnded) {
       this.forget(s);
-      this.rememberReset(s.id);
-      this.queue(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
+      this.rst(s.id, ErrorCode.NO_ERROR);
       return;
     }
     this.closeIfDone(s);
@@ -669,15 +650,16 @@ export class H2Connection implements FrameSink {
     if (this.goingAway) this.closeIfIdle();
   }
 
-  private rememberReset(id: number): void {
+  /** Sends RST_STREAM and remembers the id, so frames the client sent before seeing it are ignored. */
+  private rst(id: number, code: number): void {
     this.resetByUs.add(id);
     if (this.resetByUs.size > RECENTLY_RESET) this.resetByUs.delete(this.resetByUs.values().next().value!);
+    this.queue(rstStreamFrame(id, code));
   }
 
   private streamError(id: number, code: number, _message: string): void {
     const s = this.streams.get(id);
-    this.rememberReset(id);
-    this.queue(rstStreamFrame(id, code));
+    this.rst(id, code);
     if (s) {
       this.forget(s);
       s.listener.onReset(code);
@@ -690,15 +672,18 @@ export class H2Connection implements FrameSink {
     this.flush();
     this.opts.onError?.(message);
     this.lost();
-    this.socket.end();
-    // A peer that does not close its side within a second is cut off.
-    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.endSocket();
   }
 
   private closeIfIdle(): void {
     if (!this.goingAway || this.dead || this.streams.size > 0) return;
     this.flush();
     this.dead = true;
+    this.endSocket();
+  }
+
+  /** Ends our side; a peer that does not close its side within a second is cut off. */
+  private endSocket(): void {
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }

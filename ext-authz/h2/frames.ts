@@ -215,11 +215,18 @@ export function headerFrames(streamId: number, block: Buffer, endStream: boolean
   return out;
 }
 
-/** The payload of a DATA or HEADERS frame without its padding (RFC 9113 §6.1). */
-export function unpad(flags: number, payload: Buffer): Buffer {
-  if (!(flags & Flag.PADDED)) return payload;
-  if (payload.length < 1) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, 'padded frame without a pad length');
+/**
+ * The payload of a DATA or HEADERS frame without its padding (RFC 9113 §6.1, §6.2). `fixed` bytes of
+ * fields that follow the pad length (HEADERS with PRIORITY: 5) stay at the front; padding that reaches
+ * into them is a PROTOCOL_ERROR, a frame too short for them a FRAME_SIZE_ERROR.
+ */
+export function unpad(flags: number, payload: Buffer, fixed = 0): Buffer {
+  if (!(flags & Flag.PADDED)) {
+    if (payload.length < fixed) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, `frame of ${payload.length} bytes is shorter than its ${fixed} bytes of fields`);
+    return payload;
+  }
+  if (payload.length < 1 + fixed) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, `padded frame of ${payload.length} bytes is too short for its pad length and ${fixed} bytes of fields`);
   const pad = payload[0]!;
-  if (pad >= payload.length) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `pad length ${pad} is not less than the frame payload (${payload.length} bytes)`);
+  if (pad > payload.length - 1 - fixed) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `pad length ${pad} exceeds the ${payload.length - 1 - fixed} bytes left in the frame`);
   return payload.subarray(1, payload.length - pad);
 }

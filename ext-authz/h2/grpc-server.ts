@@ -200,10 +200,6 @@ class Deframer {
     return undefined;
   }
 
-  get pending(): boolean {
-    return this.have > 0;
-  }
-
   /** Bytes of an unfinished message held. */
   get bytes(): number {
     return this.have;
@@ -426,7 +422,7 @@ export class UnaryCall extends BaseCall {
       if (err) return this.sendStatus(Status.RESOURCE_EXHAUSTED, err);
       if (this.done) return;
       if (!end) return this.setHeld(this.deframer.bytes + (this.msg?.length ?? 0));
-      if (this.deframer.pending) return this.sendStatus(Status.INTERNAL, 'request ended inside a message');
+      if (this.deframer.bytes > 0) return this.sendStatus(Status.INTERNAL, 'request ended inside a message');
       this.setHeld(0);
     }
     if (!end) return;
@@ -505,7 +501,7 @@ export class StreamingCall extends BaseCall {
     if (err) return this.abort(Status.RESOURCE_EXHAUSTED, err);
     if (!this.done) this.setHeld(this.deframer.bytes);
     if (!end || this.cancelled) return;
-    if (this.deframer.pending) return this.abort(Status.INTERNAL, 'request ended inside a message');
+    if (this.deframer.bytes > 0) return this.abort(Status.INTERNAL, 'request ended inside a message');
     if (!this.started && !this.done) this.sendStatus(Status.INTERNAL, 'request without a message');
     else if (this.route.kind === 'bidi') this.safeEmit('end');
   }
@@ -626,7 +622,7 @@ export class GrpcServer implements RequestHandler {
   private accept(socket: Socket): void {
     const c = new H2Connection(socket, this, {
       ...this.opts.h2,
-      onError: (message) => this.log.warn('HTTP/2 connection error', { peer: `${socket.remoteAddress}:${socket.remotePort}`, error: message }),
+      onError: (message) => this.log.warn('HTTP/2 connection error', { peer: c.peer, error: message }),
     });
     this.connections.add(c);
     socket.once('close', () => this.connections.delete(c));
