@@ -180,9 +180,7 @@ export class SpoolWriter<T> {
     }
     const seq = this.nextSeq++;
     this.queue.push(item);
-    // The loop starts in the check phase, after this turn's network writes: a proxy's answer leaves
-    // before the disk write of its decision, which on a busy core would otherwise delay it.
-    if (!this.running) this.running = new Promise<void>((r) => setImmediate(r)).then(() => this.drain());
+    this.start();
     return seq;
   }
 
@@ -202,7 +200,7 @@ export class SpoolWriter<T> {
     if (this.acknowledgedSeq >= target) return;
     await new Promise<void>((resolve) => {
       this.waiters.push({ seq: target, resolve });
-      if (!this.running) this.running = Promise.resolve().then(() => this.drain());
+      this.start();
     });
     if (this.failure) throw this.failure;
   }
@@ -216,6 +214,15 @@ export class SpoolWriter<T> {
       await this.fh.close();
       this.fh = undefined;
     }
+  }
+
+  /**
+   * Starts the writer loop unless it runs. It starts in the check phase, after this turn's network
+   * writes: a proxy's answer leaves before the disk write of its decision, which on a busy core would
+   * otherwise delay it.
+   */
+  private start(): void {
+    if (!this.running) this.running = new Promise<void>((r) => setImmediate(r)).then(() => this.drain());
   }
 
   private async drain(): Promise<void> {
