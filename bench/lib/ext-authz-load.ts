@@ -108,6 +108,8 @@ export interface GhzReport {
   latencyDistribution: { percentage: number; latency: number }[] | null;
   statusCodeDistribution: Record<string, number>;
   errorDistribution?: Record<string, number>;
+  /** One entry per request (ghz's JSON report), latency in ns. */
+  details?: { latency: number }[] | null;
 }
 
 export async function ghz(target: string, data: string, extra: string[], seconds = DURATION_S): Promise<GhzReport> {
@@ -151,6 +153,15 @@ export function run(cmd: string, args: string[], timeoutMs: number, env: NodeJS.
       else reject(new Error(`${cmd} exited ${code}: ${err.slice(0, 500)}`));
     });
   });
+}
+
+/** Percent of a run's requests slower than ms (from ghz's per-request details; NaN without them). */
+export function slowerThan(r: GhzReport, ms: number): number {
+  const d = r.details ?? [];
+  if (d.length === 0) return NaN;
+  let n = 0;
+  for (const x of d) if (x.latency > ms * 1e6) n++;
+  return (100 * n) / d.length;
 }
 
 export const pct = (r: GhzReport, p: number) => ((r.latencyDistribution ?? []).find((d) => d.percentage === p)?.latency ?? NaN) / 1e6;
