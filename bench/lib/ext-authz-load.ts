@@ -150,7 +150,7 @@ export function run(cmd: string, args: string[], timeoutMs: number, env: NodeJS.
     p.on('close', (code) => {
       clearTimeout(t);
       if (code === 0 || out.trim().startsWith('{')) resolvePromise(out);
-      else reject(new Error(`${cmd} exited ${code}: ${err.slice(0, 500)}`));
+      else reject(new Error(`${cmd} exited ${code}: ${(err.trim() || out.trim()).slice(0, 500)}`)); // tsc reports on stdout
     });
   });
 }
