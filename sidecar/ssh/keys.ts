@@ -28,11 +28,26 @@ export async function loadOrCreateKey(path: string, comment = 'taskgate'): Promi
     if (!k) throw new TaskgateError('config_invalid', `key ${path} holds no key`);
     return { private: text, public: `${k.type} ${k.getPublicSSH().toString('base64')} ${comment}` };
   }
-  const kp = utils.generateKeyPairSync('ed25519', { comment });
+  const kp = generateEd25519(comment);
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await writeFile(path, kp.private, { mode: 0o600 });
   await writeFile(path + '.pub', kp.public + '\n', { mode: 0o644 });
   return { private: kp.private, public: kp.public };
+}
+
+/**
+ * A new ed25519 key pair in OpenSSH format. ssh2's generateKeyPairSync drops a
+ * leading zero byte of the 32-byte public key (about 1 key in 200: its OpenSSH
+ * text then says 31 bytes, and ssh2's own parser, like OpenSSH's, refuses it
+ * as malformed), so a key is kept only once it parses back; a few tries make
+ * a bad draw vanishingly unlikely.
+ */
+export function generateEd25519(comment: string): KeyPair {
+  for (let tries = 0; tries < 8; tries++) {
+    const kp = utils.generateKeyPairSync('ed25519', { comment });
+    if (!(utils.parseKey(kp.private) instanceof Error)) return kp;
+  }
+  throw new TaskgateError('internal', 'could not generate a well-formed ed25519 key in 8 tries');
 }
 
 /** The public key blob of a private key (what known_hosts pins). */
