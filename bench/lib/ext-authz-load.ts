@@ -139,6 +139,24 @@ export async function ghz(target: string, data: string, extra: string[], seconds
  */
 const GHZ_ENV = { ...process.env, GOGC: process.env.GHZ_GOGC ?? 'off', GOMEMLIMIT: process.env.GOMEMLIMIT ?? '2GiB' };
 
+/** bench/echo-latency's report: a TCP echo round trip at a fixed rate, in ms. */
+export interface EchoReport {
+  count: number;
+  rate: number;
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  p999_ms: number;
+  max_ms: number;
+  over_1ms_pct: number;
+}
+
+/** bench/echo-latency's client (on GHZ_CPUS, like ghz) against the echo server at address. */
+export async function echoLatency(address: string, rate: number, seconds = DURATION_S): Promise<EchoReport> {
+  const out = await run(...onCpus(GHZ_CPUS, join(BIN, 'echo-latency'), ['client', address, String(rate), String(seconds)]), (seconds + 30) * 1000);
+  return JSON.parse(out) as EchoReport;
+}
+
 export function run(cmd: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv = process.env): Promise<string> {
   return new Promise((resolvePromise, reject) => {
     const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });

@@ -5,6 +5,7 @@
  *
  *   node --import tsx bench/lib/ext-authz-target.ts taskgate <bundle.tar.gz> <spool dir> [taskgate|grpc-js]
  *   node --import tsx bench/lib/ext-authz-target.ts floor [taskgate|grpc-js]
+ *   node --import tsx bench/lib/ext-authz-target.ts echo
  *
  * Prints `READY <host:port>` when it serves; SIGTERM closes it (taskgate
  * flushes its audit spool first).
@@ -14,9 +15,12 @@
  * durable audit spool, on the transport named last (default: taskgate's own
  * HTTP/2 server). floor: a server on the same protos whose Check answers a
  * constant OK without reading the request — what a Node.js ext_authz server
- * doing no work costs on this machine, on that transport.
+ * doing no work costs on this machine, on that transport. echo: a TCP echo
+ * server (node:net), no HTTP/2 or gRPC at all, for bench/echo-latency's
+ * client: the round trip this machine gives any Node.js server.
  */
 import { readFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { GrpcServer } from '../../ext-authz/h2/grpc-server.ts';
 import { SpoolAuditSink } from '../../core/audit/spool-sink.ts';
@@ -44,6 +48,15 @@ if (kind === 'floor' && transport === 'taskgate') {
   const port = await new Promise<number>((res, rej) => floor.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   close = async () => floor.forceShutdown();
   console.log(`READY 127.0.0.1:${port}`);
+} else if (kind === 'echo') {
+  const echo = createServer((c) => {
+    c.setNoDelay(true);
+    c.on('data', (d) => c.write(d));
+    c.on('error', () => c.destroy());
+  });
+  await new Promise<void>((res) => echo.listen(0, '127.0.0.1', res));
+  close = () => new Promise<void>((res) => echo.close(() => res()));
+  console.log(`READY 127.0.0.1:${(echo.address() as AddressInfo).port}`);
 } else if (kind === 'taskgate' && bundlePath && spoolDir) {
   const audit = await SpoolAuditSink.open({ dir: spoolDir });
   const tg = await startExtAuthz({ gate: await benchGate(await readFile(bundlePath), audit), resources: [{ name: 'people-api' }], transport });
@@ -53,7 +66,7 @@ if (kind === 'floor' && transport === 'taskgate') {
   };
   console.log(`READY ${tg.address}`);
 } else {
-  console.error('usage: ext-authz-target.ts taskgate <bundle.tar.gz> <spool dir> [taskgate|grpc-js] | floor [taskgate|grpc-js]');
+  console.error('usage: ext-authz-target.ts taskgate <bundle.tar.gz> <spool dir> [taskgate|grpc-js] | floor [taskgate|grpc-js] | echo');
   process.exit(2);
 }
 

@@ -1,0 +1,3 @@
+module taskgate/bench/echo-latency
+
+go 1.21
