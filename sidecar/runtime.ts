@@ -159,6 +159,7 @@ export async function startSidecar(config: TaskgateConfig, baseDir: string, deps
     const spoolOpts = {
       fsync: a.fsync,
       fsyncIntervalMs: a.fsync_interval_ms,
+      batchWindowMs: a.batch_window_ms,
       maxBytes: a.max_spool_bytes,
       onFull: a.on_full,
       log: log.child({ component: 'audit' }),

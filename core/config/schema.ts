@@ -55,6 +55,8 @@ export const AuditSection = z.strictObject({
   spool_dir: z.string().default('.taskgate/spool'),
   fsync: z.enum(['always', 'interval', 'none']).default('interval'),
   fsync_interval_ms: duration.default(100),
+  /** How long an event may wait for others before they are sealed and written together (0 = at once). */
+  batch_window_ms: z.number().nonnegative().max(1000).default(5),
   max_spool_bytes: z.number().int().positive().default(1024 ** 3),
   /** fail_closed: deny new commands until the spool drains; drop: drop new events (counted in an `error` event). */
   on_full: z.enum(['fail_closed', 'drop']).default('fail_closed'),

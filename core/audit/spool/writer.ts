@@ -1,15 +1,17 @@
 /**
  * The durable local spool: append-only segment files written in batches off
  * the hot path. push() is O(1) and never touches the disk; a single writer
- * loop serialises queued items in sequence order, appends them with one
- * write() per batch, rotates segments by size and fsyncs per policy.
+ * loop, started a batch window after the first push, serialises queued items
+ * in sequence order, appends them with one write() per batch, rotates
+ * segments by size and fsyncs per policy.
  *
  * Crash loss bound (what an acknowledged event means):
  *   fsync 'always'   — flush() resolves after fdatasync; a crash loses only
  *                      events not yet flushed (at most one batch window, ~ms).
  *   fsync 'interval' — fdatasync every fsyncIntervalMs: a machine crash loses
  *                      at most that window; a process crash (SIGKILL) loses
- *                      only what was still queued in memory (not yet written).
+ *                      only what was still queued in memory (not yet written:
+ *                      at most batchWindowMs of events).
  *   fsync 'none'     — the OS decides; a machine crash may lose up to the
  *                      kernel's dirty-page window.
  */
@@ -38,6 +40,11 @@ export interface SpoolOptions {
   onFull?: OnFull;
   /** Records per write() (keeps each serialisation slice short). Default 2048. */
   maxBatch?: number;
+  /**
+   * How long a pushed record may wait for others before the writer seals and writes them together.
+   * Default 5 ms. 0 = write in the same event-loop turn's check phase.
+   */
+  batchWindowMs?: number;
   /** Sidecar instance id; default: persisted in <dir>/source, generated once. */
   source?: string;
   log?: Logger;
@@ -98,6 +105,7 @@ export class SpoolWriter<T> {
   private readonly reserveBytes: number;
   readonly onFull: OnFull;
   private readonly maxBatch: number;
+  private readonly batchWindowMs: number;
   private readonly log: Logger;
   private readonly serialize: SpoolEncoder<T>;
 
@@ -111,6 +119,9 @@ export class SpoolWriter<T> {
   private diskBytes = 0;
   private avgRecord = 512;
   private running: Promise<void> | undefined;
+  /** While the loop waits out the batch window: the timer, and what starts the loop at once instead. */
+  private windowTimer: NodeJS.Timeout | undefined;
+  private startNow: (() => void) | undefined;
   private dirty = false;
   private syncing: Promise<void> | undefined;
   private waiters: Waiter[] = [];
@@ -130,6 +141,7 @@ export class SpoolWriter<T> {
     this.reserveBytes = Math.max(1 << 20, Math.floor(this.maxBytes / 20));
     this.onFull = opts.onFull ?? 'fail_closed';
     this.maxBatch = opts.maxBatch ?? 2048;
+    this.batchWindowMs = opts.batchWindowMs ?? 5;
     this.log = opts.log ?? silentLogger;
     this.serialize = serialize;
     this.nextSeq = state.lastSeq + 1;
@@ -180,7 +192,7 @@ export class SpoolWriter<T> {
     }
     const seq = this.nextSeq++;
     this.queue.push(item);
-    this.start();
+    this.start(this.queue.length >= this.maxBatch);
     return seq;
   }
 
@@ -200,7 +212,7 @@ export class SpoolWriter<T> {
     if (this.acknowledgedSeq >= target) return;
     await new Promise<void>((resolve) => {
       this.waiters.push({ seq: target, resolve });
-      this.start();
+      this.start(true);
     });
     if (this.failure) throw this.failure;
   }
@@ -208,6 +220,7 @@ export class SpoolWriter<T> {
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
+    if (this.running) this.start(true);
     while (this.running) await this.running;
     if (this.fh) {
       if (this.fsyncPolicy !== 'none') await this.fh.datasync().catch(() => undefined);
@@ -217,12 +230,27 @@ export class SpoolWriter<T> {
   }
 
   /**
-   * Starts the writer loop unless it runs. It starts in the check phase, after this turn's network
-   * writes: a proxy's answer leaves before the disk write of its decision, which on a busy core would
-   * otherwise delay it.
+   * Starts the writer loop unless it runs: `now` (a flush, a full batch) in the check phase after this
+   * turn's network writes, so a proxy's answer leaves before the disk write of its decision; otherwise
+   * once the batch window has passed, so that the records of a window are sealed and written together.
+   * A loop waiting out its window starts at once when asked to.
    */
-  private start(): void {
-    if (!this.running) this.running = new Promise<void>((r) => setImmediate(r)).then(() => this.drain());
+  private start(now: boolean): void {
+    if (!this.running) {
+      this.running = new Promise<void>((r) => {
+        this.startNow = r;
+        if (now || this.batchWindowMs <= 0) setImmediate(r);
+        else this.windowTimer = setTimeout(r, this.batchWindowMs);
+      }).then(() => {
+        clearTimeout(this.windowTimer);
+        this.windowTimer = this.startNow = undefined;
+        return this.drain();
+      });
+    } else if (now && this.windowTimer) {
+      clearTimeout(this.windowTimer);
+      this.windowTimer = undefined;
+      setImmediate(this.startNow!);
+    }
   }
 
   private async drain(): Promise<void> {

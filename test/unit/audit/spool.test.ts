@@ -51,6 +51,37 @@ describe('SpoolAuditSink', () => {
     assert.equal((await verifySpool(dir)).ok, true);
   });
 
+  it('seals and writes the events of a batch window together: on disk once the window has passed, at once on flush() or close()', async () => {
+    const dir = await tmp();
+    const sink = await SpoolAuditSink.open({ dir, fsync: 'none', batchWindowMs: 300 });
+    const t0 = Date.now();
+    sink.emit({ type: 'command', command: 'a' });
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(await lines(dir), [], 'nothing written before the window has passed');
+    sink.emit({ type: 'command', command: 'b' });
+    let got: string[] = [];
+    while (got.length < 2 && Date.now() - t0 < 10_000) {
+      await new Promise((r) => setTimeout(r, 20));
+      got = await lines(dir);
+    }
+    assert.ok(Date.now() - t0 >= 290, 'written once the window has passed');
+    assert.deepEqual(got.map((l) => (JSON.parse(l) as { command: string }).command), ['a', 'b']);
+    await sink.close();
+
+    const dir2 = await tmp();
+    const slow = await SpoolAuditSink.open({ dir: dir2, fsync: 'none', batchWindowMs: 60_000 });
+    slow.emit({ type: 'command', command: 'c' });
+    const t1 = Date.now();
+    await slow.flush();
+    assert.ok(Date.now() - t1 < 5_000, 'flush() does not wait for the window');
+    assert.equal((await lines(dir2)).length, 1);
+    slow.emit({ type: 'command', command: 'd' });
+    await slow.close();
+    assert.ok(Date.now() - t1 < 10_000, 'close() does not wait for the window');
+    assert.deepEqual((await lines(dir2)).map((l) => (JSON.parse(l) as { command: string }).command), ['c', 'd']);
+    assert.equal((await verifySpool(dir2)).ok, true);
+  });
+
   it('resumes seq and chain after a restart, in a new segment', async () => {
     const dir = await tmp();
     let sink = await SpoolAuditSink.open({ dir });
