@@ -191,8 +191,15 @@ export async function runDemo(opts: DemoOptions = {}): Promise<{ close: () => Pr
     out(`\n${bold('The story')}: alice fixes a double charge under task OPS-123, with her usual PostgreSQL client.\n`);
     const alice = new pg.Client({ host: '127.0.0.1', port, user: 'alice', database: 'postgres', password: aliceToken, options: '-c taskgate.task=OPS-123' });
     alice.on('notice', (m) => out(`     ${dim('NOTICE')} ${m.message}\n`));
+    // Her connection can end under her while the demo stays up: Ctrl-C in a terminal signals the whole
+    // process group, so PostgreSQL shuts down (terminating sessions) while the demo is stopping too.
+    let aliceEnded = false;
+    alice.on('error', (e) => {
+      if (!aliceEnded) out(`     ${dim(`alice's demo session ended: ${e.message}`)}\n`);
+      aliceEnded = true;
+    });
     await alice.connect();
-    closers.push(() => alice.end());
+    closers.push(() => ((aliceEnded = true), alice.end()));
     const say = (sql: string) => out(`\n  ${bold('alice=>')} ${sql}\n`);
 
     let sql = 'SELECT o.id, c.email, o.card_number, o.amount FROM orders o JOIN customers c ON c.id = o.customer_id ORDER BY o.id';

@@ -38,4 +38,28 @@ describe('taskgate demo', () => {
     assert.match(r.out, /decision\s+│ alice@example.com\s+│ DROP TABLE orders\s+│ deny/);
     assert.ok(!/oidc-provider WARNING/.test(r.out + r.err), 'no development warnings in the demo output');
   });
+  it('stops cleanly on Ctrl-C, which a terminal sends to PostgreSQL too (the whole process group)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tg-demo-'));
+    // detached: the demo leads a process group of its own, as a shell job in a terminal does.
+    const p = spawn(process.execPath, [BIN, 'demo', '--port', '0', '--dir', join(dir, 'demo')], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let out = '';
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    const closed = new Promise<number>((resolve) => p.on('close', (code) => resolve(code ?? -1)));
+    const t = setTimeout(() => process.kill(-p.pid!, 'SIGKILL'), 180_000);
+    await new Promise<void>((resolve) =>
+      p.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('Ctrl-C stops everything.')) resolve();
+      }),
+    );
+    // A second later, as a user reads the output first (sent at once, the demo won the race and hid the bug).
+    await new Promise((r) => setTimeout(r, 1000));
+    process.kill(-p.pid!, 'SIGINT');
+    const code = await closed;
+    clearTimeout(t);
+    assert.equal(code, 0, err + out);
+    assert.match(out, /stopping \.\.\.\n/);
+    assert.ok(!/Unhandled|Error:|^\s+at /m.test(err + out.slice(out.indexOf('stopping'))), `no crash on the way out:\n${err}${out}`);
+  });
 });
