@@ -167,13 +167,14 @@ async function main(): Promise<void> {
     const uniqueAtRate = (seconds: number) =>
       uniqueRequestsFile(join(dir, `requests-${files}.bin`), `r${files++}`, Math.ceil(2000 * (seconds + 1)));
     const atRate = ['-c', '20', '--rps', '2000', '--skipFirst', '1000'];
-    const scenarios: [string, CallData | ((seconds: number) => Promise<CallData>), string[]][] = [
+    type ScenarioData = CallData | ((seconds: number) => Promise<CallData>);
+    const scenarios: [string, ScenarioData, string[]][] = [
       ['max throughput, repeated request', request('/people/alice'), ['-c', '50', '--connections', '4']],
       ['max throughput, unique path per request', request('/people/{{.RequestNumber}}'), ['-c', '50', '--connections', '4']],
       ['2,000 RPS, repeated request', request('/people/alice'), atRate],
       ['2,000 RPS, unique path per request', uniqueAtRate, atRate],
     ];
-    const callData = async (d: CallData | ((seconds: number) => Promise<CallData>), seconds: number) => (typeof d === 'function' ? d(seconds) : d);
+    const callData = async (d: ScenarioData, seconds: number) => (typeof d === 'function' ? d(seconds) : d);
     // Unmeasured warm-up of every target in every scenario's shape (Node's JIT; the Go server needs
     // none but gets the same). Warmed at full load only, a Node server met the fixed-rate scenarios
     // (one connection) with deoptimizations and a burst of recompilation (--trace-opt), which on its

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import protobuf from 'protobufjs';
 import type { AuditSink } from '../../core/audit/event.ts';
 import { Gatekeeper } from '../../core/gate.ts';
 import { InProcessReviews } from '../../core/reviews.ts';
@@ -115,16 +116,10 @@ export function request(path: string): string {
  */
 export async function uniqueRequestsFile(file: string, prefix: string, count: number): Promise<CallData> {
   const serialize = envoyServices().authorization.Check!.requestSerialize;
-  const parts: Buffer[] = [];
-  for (let i = 0; i < count; i++) {
-    const msg = serialize(JSON.parse(request(`/people/${prefix}-${i}`)));
-    const len: number[] = [];
-    let n = msg.length;
-    for (; n > 127; n >>>= 7) len.push((n & 127) | 128);
-    len.push(n);
-    parts.push(Buffer.from(len), msg);
-  }
-  await writeFile(file, Buffer.concat(parts));
+  // Writer.bytes: protobuf's length-delimited framing (a varint length, then the message), ghz's format.
+  const out = protobuf.Writer.create();
+  for (let i = 0; i < count; i++) out.bytes(serialize(JSON.parse(request(`/people/${prefix}-${i}`))));
+  await writeFile(file, out.finish());
   return { binaryFile: file };
 }
 
